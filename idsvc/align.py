@@ -1,0 +1,134 @@
+"""Alignment: a similarity transform of MTCNN's five landmarks onto a canonical template, and the quality measures.
+
+The template is the mean landmark layout of the framing the FaceNet weights were trained on (MTCNN box plus a 32 px
+margin on 250 px photos, resized to 160 px), measured on 314 CelebA photos and made left-right symmetric. Aligning
+to it keeps the pretrained model's framing while removing in-plane rotation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from idsvc.detect import Face
+
+#: (5, 2) landmarks at 160×160: left eye, right eye, nose, left and right mouth corner.
+TEMPLATE_160 = np.array(
+    [[53.5, 66.8], [106.5, 66.8], [80.0, 93.6], [56.3, 111.4], [103.7, 111.4]], dtype=np.float32
+)
+
+
+def template(size: int) -> np.ndarray:
+    """The template scaled to a ``size``×``size`` crop."""
+    return TEMPLATE_160 * (size / 160.0)
+
+
+@dataclass(frozen=True)
+class Aligned:
+    """crop: (size, size, 3) uint8 RGB; landmarks: (5, 2) in crop coordinates."""
+
+    crop: np.ndarray
+    landmarks: np.ndarray
+
+
+def align(rgb: np.ndarray, landmarks: np.ndarray, size: int) -> Aligned:
+    """Warp ``rgb`` so that ``landmarks`` land on the template of a ``size`` crop.
+
+    When the face is much larger than the crop, the image is first shrunk with area averaging, since a bilinear warp
+    alone would alias.
+    """
+    dst = template(size)
+    src = landmarks.astype(np.float32)
+    matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
+    if matrix is None:  # degenerate landmarks (all on a line): fall back to the exact least squares of all points
+        matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=0)
+    scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
+    image = rgb
+    if scale < 0.5:
+        factor = min(1.0, scale * 2.0)
+        h, w = rgb.shape[:2]
+        image = cv2.resize(rgb, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+        src = src * np.array([image.shape[1] / w, image.shape[0] / h], dtype=np.float32)
+        matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
+        if matrix is None:
+            matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=0)
+    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    moved = (np.c_[src, np.ones(len(src), dtype=np.float32)] @ matrix.T).astype(np.float32)
+    return Aligned(crop=crop, landmarks=moved)
+
+
+def center_crop(rgb: np.ndarray, size: int, fraction: float = 0.55) -> np.ndarray:
+    """The central square ``fraction`` of the image resized to ``size``: the evaluation fallback when no face is
+    found (facenet's LFW protocol does the same, so every pair still gets a score)."""
+    h, w = rgb.shape[:2]
+    side = int(min(h, w) * fraction)
+    y, x = (h - side) // 2, (w - side) // 2
+    return cv2.resize(rgb[y:y + side, x:x + side], (size, size), interpolation=cv2.INTER_AREA)
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Measured quality of one face; the gate compares these against ``quality_*`` settings."""
+
+    face_px: float      # short side of the detection box, pixels
+    det_prob: float     # MTCNN probability
+    sharpness: float    # variance of the Laplacian of the aligned grey crop (higher = sharper)
+    yaw: float          # |nose - eye midpoint| / eye distance along the eye line (0 = frontal)
+
+    def score(self) -> float:
+        """One number in [0, 1] for ranking templates; not a probability."""
+        s = min(1.0, self.face_px / 112.0) * self.det_prob
+        s *= min(1.0, self.sharpness / 100.0) ** 0.5
+        return float(s * max(0.0, 1.0 - self.yaw))
+
+    def as_dict(self) -> dict[str, float]:
+        return {"face_px": round(self.face_px, 1), "det_prob": round(self.det_prob, 4),
+                "sharpness": round(self.sharpness, 1), "yaw": round(self.yaw, 3), "score": round(self.score(), 4)}
+
+
+def measure_quality(face: Face, aligned: Aligned) -> Quality:
+    grey = cv2.cvtColor(aligned.crop, cv2.COLOR_RGB2GRAY)
+    sharpness = float(cv2.Laplacian(grey, cv2.CV_64F).var())
+    le, re, nose = aligned.landmarks[0], aligned.landmarks[1], aligned.landmarks[2]
+    eye_vec = re - le
+    eye_dist = float(np.linalg.norm(eye_vec)) or 1.0
+    yaw = abs(float(np.dot(nose - (le + re) / 2, eye_vec / eye_dist))) / eye_dist
+    return Quality(face_px=face.size, det_prob=face.prob, sharpness=sharpness, yaw=yaw)
+
+
+def quality_problems(q: Quality, *, min_face_px: float, min_det_prob: float, min_sharpness: float,
+                     max_yaw: float) -> list[str]:
+    """Named reasons a face fails the gate (empty = passes)."""
+    reasons = []
+    if q.face_px < min_face_px:
+        reasons.append(f"face too small ({q.face_px:.0f} px < {min_face_px:g} px)")
+    if q.det_prob < min_det_prob:
+        reasons.append(f"low detection probability ({q.det_prob:.2f} < {min_det_prob:g})")
+    if q.sharpness < min_sharpness:
+        reasons.append(f"too blurry (sharpness {q.sharpness:.1f} < {min_sharpness:g})")
+    if q.yaw > max_yaw:
+        reasons.append(f"extreme pose (yaw {q.yaw:.2f} > {max_yaw:g})")
+    return reasons
+
+
+def save_crop(path: str, crop: np.ndarray) -> None:
+    """Write an aligned crop losslessly (PNG), so re-embedding it later reproduces the original input exactly."""
+    if not cv2.imwrite(path, cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+
+
+def read_crop(path: str) -> np.ndarray:
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f"could not read {path}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
+    """A crop aligned at one size, for a model of another: the template scales linearly, so this is exact."""
+    if crop.shape[0] == size:
+        return crop
+    interp = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (size, size), interpolation=interp)

@@ -1,0 +1,104 @@
+"""Face detection with facenet-pytorch's MTCNN (its weights ship inside the wheel, so this works offline).
+
+MTCNN gives boxes, probabilities and five landmarks; alignment is ``align.py``'s job. Large images are downscaled for
+detection and boxes mapped back, so alignment still samples the full-resolution pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from idsvc.settings import Settings
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face in image pixel coordinates.
+
+    box: (x1, y1, x2, y2) float; prob: MTCNN's detection probability (not a match score);
+    landmarks: (5, 2) float32 — left eye, right eye, nose, left and right mouth corner (as seen in the image).
+    """
+
+    box: tuple[float, float, float, float]
+    prob: float
+    landmarks: np.ndarray
+
+    @property
+    def size(self) -> float:
+        """Short side of the box in pixels."""
+        return float(min(self.box[2] - self.box[0], self.box[3] - self.box[1]))
+
+
+def center_weighted_score(face: Face, image_shape: tuple[int, ...], center_weight: float = 2.0) -> float:
+    """facenet's rule for "the" face of a photo: box area minus ``center_weight`` × squared offset from the centre.
+
+    The largest face alone picks a bystander in about 2% of LFW photos; weighting by centrality fixes most of them.
+    """
+    h, w = image_shape[:2]
+    x1, y1, x2, y2 = face.box
+    area = (x2 - x1) * (y2 - y1)
+    offset_sq = ((x1 + x2) / 2 - w / 2) ** 2 + ((y1 + y2) / 2 - h / 2) ** 2
+    return float(area - center_weight * offset_sq)
+
+
+class Detector:
+    """MTCNN behind a small interface: ``detect(rgb)`` → faces, best first by ``center_weighted_score``."""
+
+    def __init__(self, settings: Settings, device: torch.device | None = None) -> None:
+        from facenet_pytorch import MTCNN
+
+        self.max_side = settings.detect_max_side
+        self.device = device or torch.device("cpu")
+        self._mtcnn = MTCNN(
+            min_face_size=settings.det_min_face_size,
+            thresholds=list(settings.det_thresholds),
+            keep_all=True,
+            post_process=False,
+            device=self.device,
+        )
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        """rgb: (H, W, 3) uint8. Returns every face, best first."""
+        return self.detect_batch([rgb])[0]
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """Detect in several images; images of one shape share MTCNN passes (LFW's 250×250 photos, for example)."""
+        results: list[list[Face]] = [[] for _ in images]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        scaled: list[np.ndarray] = []
+        scales: list[float] = []
+        for i, img in enumerate(images):
+            small, scale = _downscale(img, self.max_side)
+            scaled.append(small)
+            scales.append(scale)
+            groups.setdefault(small.shape, []).append(i)
+        for idxs in groups.values():
+            batch = np.stack([scaled[i] for i in idxs])
+            with torch.inference_mode():
+                boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
+            for j, i in enumerate(idxs):
+                if boxes[j] is None:
+                    continue
+                s = scales[i]
+                faces = [
+                    Face(box=tuple(float(v) / s for v in b), prob=float(p),
+                         landmarks=(np.asarray(pt, dtype=np.float32) / s))
+                    for b, p, pt in zip(boxes[j], probs[j], points[j])
+                ]
+                faces.sort(key=lambda f: center_weighted_score(f, images[i].shape), reverse=True)
+                results[i] = faces
+        return results
+
+
+def _downscale(img: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    h, w = img.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale >= 1.0:
+        return img, 1.0
+    import cv2
+
+    small = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return small, scale

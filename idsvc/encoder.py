@@ -1,0 +1,196 @@
+"""The encoder checkpoint (weights + model card) and batched embedding of aligned crops.
+
+A checkpoint is one ``torch.save`` file: ``{"format": "idsvc-encoder/1", "card": {...}, "state_dict": {...}}``.
+The card says how to rebuild and feed the network; its ``weights_sha256`` is checked on load. The model version —
+``<name>-<12 hex>`` over the weights hash, embedding size and preprocessing — travels with every embedding, so that
+embeddings from different models are never compared.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from idsvc import nets
+from idsvc.errors import IdsvcError
+
+FORMAT = "idsvc-encoder/1"
+NORMALIZATIONS = ("prewhiten", "fixed")
+
+
+def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors in key order (names, dtypes, shapes and bytes): stable across re-saves."""
+    h = hashlib.sha256()
+    for key in sorted(state_dict):
+        t = state_dict[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def model_version(card: dict[str, Any]) -> str:
+    payload = json.dumps({"w": card["weights_sha256"], "d": card["embedding_size"], "p": card["preprocessing"]},
+                         sort_keys=True)
+    return f"{card['name']}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+
+
+def make_card(*, name: str, arch: str, embedding_size: int, normalize: str, source: str,
+              training: dict[str, Any] | None = None, lfw: dict[str, Any] | None = None,
+              threshold: float | None = None, notes: str = "") -> dict[str, Any]:
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}")
+    return {
+        "name": name,
+        "arch": arch,
+        "embedding_size": embedding_size,
+        "preprocessing": {"input_size": nets.INPUT_SIZE[arch], "align": "idsvc-5pt-v1", "normalize": normalize},
+        "source": source,
+        "training": training or {},
+        "lfw": lfw or {},
+        "threshold": threshold,
+        "notes": notes,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, card: dict[str, Any], *, fp16: bool = False) -> dict:
+    """Write weights + card atomically; writes ``<path>.card.json`` beside it for humans. Returns the final card."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if fp16:
+        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    card = dict(card)
+    card["weights_sha256"] = weights_sha256(state)
+    card["weights_dtype"] = "float16" if fp16 else "float32"
+    card["version"] = model_version(card)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"format": FORMAT, "card": card, "state_dict": state}, tmp)
+    os.replace(tmp, path)
+    card["file_sha256"] = file_sha256(path)
+    card_path = path.with_name(path.name + ".card.json")
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and validate a checkpoint file. Raises ``file_not_found`` or ``model_invalid``."""
+    p = Path(path)
+    if not p.is_file():
+        raise IdsvcError("file_not_found", f"{p}: no such model file", path=str(p))
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same error to the user
+        raise IdsvcError("model_invalid", f"{p}: not an idsvc model checkpoint ({exc.__class__.__name__})",
+                         path=str(p)) from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise IdsvcError("model_invalid", f"{p}: not an idsvc model checkpoint (format {FORMAT} expected)",
+                         path=str(p))
+    card, state = blob["card"], blob["state_dict"]
+    if weights_sha256(state) != card.get("weights_sha256"):
+        raise IdsvcError("model_invalid", f"{p}: weights do not match the checksum in the model card", path=str(p))
+    return blob
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise IdsvcError("invalid_argument", "--device cuda: no CUDA device is available")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def preprocess(crops: np.ndarray, normalize: str) -> torch.Tensor:
+    """(N, S, S, 3) uint8 RGB → (N, 3, S, S) float32 network input.
+
+    "prewhiten" is facenet's per-image standardisation, (x − mean) / max(std, 1/√n); "fixed" is (x − 127.5) / 128.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
+    if normalize == "prewhiten":
+        n = x[0].numel()
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        std = x.std(dim=(1, 2, 3), keepdim=True, unbiased=True).clamp_min(1.0 / n ** 0.5)
+        return (x - mean) / std
+    return (x - 127.5) / 128.0
+
+
+@dataclass
+class Encoder:
+    """A loaded model ready to embed aligned crops."""
+
+    model: torch.nn.Module
+    card: dict[str, Any]
+    device: torch.device
+    path: Path | None = None
+    batch_size: int = 32
+    _version: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        self._version = model_version(self.card)
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def input_size(self) -> int:
+        return int(self.card["preprocessing"]["input_size"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.card["embedding_size"])
+
+    @property
+    def threshold(self) -> float | None:
+        return self.card.get("threshold")
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 aligned crops → (N, D) float32, L2-normalised."""
+        if len(crops) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        norm = self.card["preprocessing"]["normalize"]
+        with torch.inference_mode():
+            for i in range(0, len(crops), self.batch_size):
+                x = preprocess(crops[i:i + self.batch_size], norm).to(self.device)
+                if self.device.type == "cuda":
+                    with torch.autocast("cuda", dtype=torch.float16):
+                        y = self.model(x)
+                else:
+                    y = self.model(x)
+                out.append(torch.nn.functional.normalize(y.float(), dim=1).cpu().numpy())
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def load_encoder(path: str | Path, *, device: str = "auto", batch_size: int = 32) -> Encoder:
+    """Raises ``file_not_found`` or ``model_invalid``."""
+    blob = read_checkpoint(path)
+    card = blob["card"]
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    model = nets.build(card["arch"], card["embedding_size"])
+    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise IdsvcError("model_invalid", f"{path}: weights do not fit architecture {card['arch']}: {exc}",
+                         path=str(path)) from None
+    model.eval().to(dev)
+    return Encoder(model=model, card=card, device=dev, path=Path(path), batch_size=batch_size)

@@ -1,0 +1,203 @@
+"""Verification metrics the standard way (LFW View 2): 10-fold accuracy with the threshold chosen on the other nine
+folds, ROC AUC, EER, and TAR at a fixed FAR. Scores are cosine similarities; a match is ``score >= threshold``."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from idsvc.errors import IdsvcError
+
+
+@dataclass(frozen=True)
+class Pair:
+    a: Path
+    b: Path
+    same: bool
+    fold: int
+
+
+def read_pairs(pairs_file: str | Path, images: str | Path) -> list[Pair]:
+    """Parse LFW's ``pairs.txt``: a header ``folds n``, then per fold n matched ``name i j`` lines and n mismatched
+    ``name1 i name2 j`` lines. Raises ``file_not_found`` / ``invalid_pairs_file``."""
+    pf, root = Path(pairs_file), Path(images)
+    if not pf.is_file():
+        raise IdsvcError("file_not_found", f"{pf}: no such pairs file", path=str(pf))
+    lines = [ln.split() for ln in pf.read_text().splitlines() if ln.strip()]
+    try:
+        folds, per = int(lines[0][0]), int(lines[0][1])
+    except (IndexError, ValueError):
+        raise IdsvcError("invalid_pairs_file", f"{pf}: first line must be '<folds> <pairs per half-fold>'") from None
+    body = lines[1:]
+    if len(body) != folds * per * 2:
+        raise IdsvcError("invalid_pairs_file", f"{pf}: expected {folds * per * 2} pair lines, found {len(body)}")
+
+    def img(name: str, num: str) -> Path:
+        return root / name / f"{name}_{int(num):04d}.jpg"
+
+    pairs = []
+    for i, f in enumerate(body):
+        fold = i // (2 * per)
+        if len(f) == 3:
+            pairs.append(Pair(img(f[0], f[1]), img(f[0], f[2]), True, fold))
+        elif len(f) == 4:
+            pairs.append(Pair(img(f[0], f[1]), img(f[2], f[3]), False, fold))
+        else:
+            raise IdsvcError("invalid_pairs_file", f"{pf}: line {i + 2} has {len(f)} fields, expected 3 or 4")
+    return pairs
+
+
+def best_accuracy_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """The threshold maximising accuracy of ``score >= t`` (a midpoint between neighbouring scores), and that
+    accuracy. Exact, O(n log n)."""
+    order = np.argsort(scores)
+    s, y = scores[order], labels[order].astype(bool)
+    n = len(s)
+    # Threshold just above s[k-1]: pairs 0..k-1 rejected. correct(k) = negatives below + positives at/above.
+    neg_below = np.concatenate([[0], np.cumsum(~y)])
+    pos_above = y.sum() - np.concatenate([[0], np.cumsum(y)])
+    correct = neg_below + pos_above
+    k = int(np.argmax(correct))
+    if k == 0:
+        t = s[0] - 1e-6
+    elif k == n:
+        t = s[-1] + 1e-6
+    else:
+        t = (s[k - 1] + s[k]) / 2
+    return float(t), float(correct[k] / n)
+
+
+def threshold_at_far(scores: np.ndarray, labels: np.ndarray, far: float) -> float:
+    """The lowest threshold whose false-accept rate on these impostor scores is at most ``far``."""
+    imp = np.sort(scores[~labels.astype(bool)])[::-1]
+    allowed = int(np.floor(far * len(imp)))  # this many impostors may score at or above the threshold
+    if allowed >= len(imp):
+        return float(imp[-1])
+    return float(np.nextafter(np.float32(imp[allowed]), np.float32(np.inf)))
+
+
+def rates(scores: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(TAR, FAR) of ``score >= threshold``."""
+    y = labels.astype(bool)
+    accept = scores >= threshold
+    tar = float(accept[y].mean()) if y.any() else float("nan")
+    far = float(accept[~y].mean()) if (~y).any() else float("nan")
+    return tar, far
+
+
+def eer(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Equal error rate and the threshold where FAR ≈ FRR."""
+    fpr, tpr, thr = roc_curve(labels, scores)
+    fnr = 1 - tpr
+    i = int(np.nanargmin(np.abs(fnr - fpr)))
+    return float((fpr[i] + fnr[i]) / 2), float(thr[i])
+
+
+def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float) -> float:
+    fpr, tpr, _ = roc_curve(labels, scores)
+    ok = fpr <= far
+    return float(tpr[ok].max()) if ok.any() else 0.0
+
+
+def kfold_accuracy(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> dict:
+    """LFW protocol: for each fold, the best-accuracy threshold on the other folds, tested on this one."""
+    accs, thresholds = [], []
+    for k in np.unique(folds):
+        train = folds != k
+        t, _ = best_accuracy_threshold(scores[train], labels[train])
+        test = ~train
+        accs.append(float(((scores[test] >= t) == labels[test].astype(bool)).mean()))
+        thresholds.append(t)
+    return {"accuracy": float(np.mean(accs)), "accuracy_std": float(np.std(accs)), "fold_accuracy": accs,
+            "fold_thresholds": thresholds, "threshold": float(np.mean(thresholds))}
+
+
+def verification_report(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> dict:
+    """Everything the README and model card quote for a pairs benchmark."""
+    labels = labels.astype(bool)
+    rep = kfold_accuracy(scores, labels, folds)
+    e, e_thr = eer(scores, labels)
+    rep.update({
+        "pairs": int(len(scores)), "genuine": int(labels.sum()), "impostor": int((~labels).sum()),
+        "auc": float(roc_auc_score(labels, scores)), "eer": e, "eer_threshold": e_thr,
+        "tar_at_far_1e-3": tar_at_far(scores, labels, 1e-3),
+    })
+    return rep
+
+
+def path_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class EmbeddingCache:
+    """Embeddings of whole photos keyed by (image sha256, model version), so a re-run of eval or calibrate only
+    embeds new photos. One ``.npz`` per model version under ``<home>/cache/embeddings``; ``found`` records whether
+    a face was detected (False = centre-crop fallback)."""
+
+    def __init__(self, cache_dir: Path, model_version: str) -> None:
+        self.path = cache_dir / "embeddings" / f"{model_version}.npz"
+        self.data: dict[str, np.ndarray] = {}
+        self.found: dict[str, bool] = {}
+        if self.path.is_file():
+            with np.load(self.path) as z:
+                shas = z["sha"].tolist()
+                self.data = dict(zip(shas, z["emb"]))
+                flags = z["found"].tolist() if "found" in z.files else [True] * len(shas)
+                self.found = dict(zip(shas, flags))
+
+    def get(self, sha: str) -> np.ndarray | None:
+        return self.data.get(sha)
+
+    def put_many(self, shas: list[str], embs: np.ndarray, found: np.ndarray) -> None:
+        self.data.update(zip(shas, embs))
+        self.found.update(zip(shas, (bool(f) for f in found)))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.stem + ".tmp.npz")
+        keys = list(self.data)
+        np.savez(tmp, sha=np.array(keys), emb=np.stack([self.data[k] for k in keys]),
+                 found=np.array([self.found.get(k, True) for k in keys]))
+        tmp.replace(self.path)
+
+
+def embed_photos(pipeline, paths: list[Path], cache: EmbeddingCache,
+                 progress: Callable[[int], None] | None = None, chunk: int = 256) -> tuple[np.ndarray, int]:
+    """((N, D) embeddings, photos with no face found) for whole photos: the chosen face, or a centre crop where
+    none is found. Photos are read once to hash them; only unseen hashes go through detection and the encoder.
+    """
+    shas = [path_sha256(p) for p in paths]
+    todo = sorted({s: p for s, p in zip(shas, paths) if cache.get(s) is None}.items())
+    done = len(paths) - len(todo)
+    if progress and done:
+        progress(done)
+    for i in range(0, len(todo), chunk):
+        part = todo[i:i + chunk]
+        crops, found = pipeline.eval_crops([p for _, p in part])
+        cache.put_many([s for s, _ in part], pipeline.encoder.embed(crops), found)
+        if progress:
+            progress(len(part))
+    no_face = sum(1 for s in set(shas) if not cache.found.get(s, True))
+    return np.stack([cache.get(s) for s in shas]), no_face
+
+
+def evaluate_pairs(pipeline, pairs: list[Pair], cache: EmbeddingCache,
+                   progress: Callable[[int], None] | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Score every pair with the pipeline's encoder. Returns (report, scores, labels)."""
+    photos = sorted({p for pair in pairs for p in (pair.a, pair.b)})
+    missing = [p for p in photos if not p.is_file()]
+    if missing:
+        raise IdsvcError("file_not_found", f"{missing[0]}: no such file ({len(missing)} pair images missing)",
+                         path=str(missing[0]))
+    vectors, no_face = embed_photos(pipeline, photos, cache, progress)
+    emb = dict(zip(photos, vectors))
+    scores = np.array([float(emb[p.a] @ emb[p.b]) for p in pairs], dtype=np.float64)
+    labels = np.array([p.same for p in pairs], dtype=bool)
+    folds = np.array([p.fold for p in pairs])
+    report = verification_report(scores, labels, folds)
+    report["images"] = len(photos)
+    report["no_face"] = no_face
+    return report, scores, labels

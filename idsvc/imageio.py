@@ -1,0 +1,121 @@
+"""Turning untrusted bytes into an upright 8-bit RGB array, or one clear error.
+
+Every check that can be made from the header (size, pixel count) is made before decoding, so a 50-megapixel upload or
+a decompression bomb costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from idsvc.errors import IdsvcError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """(H, W, 3) uint8 RGB pixels, already EXIF-rotated, with the sha256 of the original bytes."""
+
+    pixels: np.ndarray
+    sha256: str
+    source: str
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """Raises ``file_not_found`` for a missing path or a directory."""
+    p = Path(path)
+    if not p.is_file():
+        raise IdsvcError("file_not_found", f"{p}: no such file", path=str(p))
+    return p.read_bytes()
+
+
+def decode_image(data: bytes, source: str, *, max_pixels: int, min_side: int) -> LoadedImage:
+    """Decode ``data`` into upright RGB.
+
+    Accepts RGB, greyscale, palette, RGBA/LA (composited on white), CMYK and 16-bit images.
+    Raises ``not_an_image``, ``truncated_image``, ``too_large`` or ``image_too_small``.
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if width * height > max_pixels:
+                raise IdsvcError(
+                    "too_large",
+                    f"{source}: image is {width}x{height} ({width * height / 1e6:.1f} MP), over the limit of "
+                    f"{max_pixels / 1e6:.1f} MP",
+                    path=source, width=width, height=height,
+                )
+            img.load()
+    except IdsvcError:
+        raise
+    except UnidentifiedImageError:
+        raise IdsvcError("not_an_image", f"{source}: not an image file", path=source) from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise IdsvcError("too_large", f"{source}: image has too many pixels", path=source) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise IdsvcError("truncated_image", f"{source}: image data is truncated or corrupt ({exc})",
+                         path=source) from None
+    if min(width, height) < min_side:
+        raise IdsvcError("image_too_small", f"{source}: image is {width}x{height}, smaller than {min_side} px",
+                         path=source, width=width, height=height)
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block should not cost the photo  # noqa: BLE001
+        pass
+    return LoadedImage(pixels=_to_rgb(img), sha256=digest, source=source)
+
+
+def load_image(path: str | Path, *, max_pixels: int, min_side: int) -> LoadedImage:
+    return decode_image(read_bytes(path), str(path), max_pixels=max_pixels, min_side=min_side)
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img).astype(np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        grey = np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.stack([grey] * 3, axis=-1))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+
+
+def expand_paths(paths: list[str]) -> list[Path]:
+    """Files, folders (recursive, image suffixes only) and globs, in a stable order, duplicates removed.
+
+    A path that matches nothing is kept, so the caller reports it as ``file_not_found``.
+    """
+    import glob
+
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
+        elif p.exists():
+            out.append(p)
+        elif any(ch in raw for ch in "*?["):
+            out.extend(sorted(Path(m) for m in glob.glob(str(p), recursive=True) if Path(m).is_file()))
+        else:
+            out.append(p)
+    seen: set[Path] = set()
+    unique = []
+    for f in out:
+        key = f.resolve() if f.exists() else f
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique

@@ -1,0 +1,437 @@
+"""The identity registry: the source of truth. Every template's embedding, model version, image hash and quality
+live here; the vector index can always be rebuilt from it. Only this module talks to SQLAlchemy.
+
+SQLite (the default) runs with WAL and foreign keys on; any SQLAlchemy URL works (PostgreSQL for a shared registry).
+The schema is Alembic's: a new database is migrated to head on first open.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, inspect, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from idsvc import schema as t
+from idsvc.errors import IdsvcError
+from idsvc.settings import PROJECT_ROOT
+
+ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
+MIGRATIONS = PROJECT_ROOT / "migrations"
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def to_blob(vec: np.ndarray) -> bytes:
+    return np.asarray(vec, dtype="<f4").tobytes()
+
+
+def from_blobs(blobs: list[bytes], dim: int) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
+
+
+def ids_checksum(ids: np.ndarray) -> str:
+    """sha256 of the sorted int64 ids: cheap agreement check between registry and index."""
+    return hashlib.sha256(np.sort(np.asarray(ids, dtype="<i8")).tobytes()).hexdigest()
+
+
+@dataclass
+class NewTemplate:
+    """A template ready to store: embedding (D,) float32 L2-normalised plus where it came from."""
+
+    embedding: np.ndarray
+    model_version: str
+    image_sha256: str
+    source_path: str
+    box: list[float]
+    landmarks: list[list[float]]
+    det_prob: float
+    quality: float
+    quality_details: dict[str, Any] = field(default_factory=dict)
+
+
+def alembic_config(connection: Any = None) -> Any:
+    from alembic.config import Config
+
+    cfg = Config(str(ALEMBIC_INI))
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def migrate(engine: Engine, revision: str = "head", *, down: bool = False) -> str:
+    """Run Alembic to ``revision``; returns the revision the database is at afterwards."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.begin() as conn:
+        cfg = alembic_config(conn)
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision() or "base"
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head() or "base"
+
+
+class Registry:
+    """All reads and writes of the database. Each public write is one transaction."""
+
+    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
+        self.url = url
+        try:
+            self.engine = make_engine(url)
+            with self.engine.connect() as conn:
+                current = _current_revision(conn)
+        except OperationalError as exc:
+            raise IdsvcError("invalid_argument", f"cannot open database {redact(url)}: {exc.orig}") from None
+        if current != head_revision():
+            if not auto_migrate:
+                raise IdsvcError("invalid_argument", f"database {redact(url)} is at schema {current}, run "
+                                 "`idsvc db upgrade`")
+            migrate(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- identities ---------------------------------------------------------------------------------------------
+    def identity(self, name: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.identities).where(t.identities.c.name == name)).mappings().first()
+            if row is None:
+                raise IdsvcError("identity_not_found", f"no identity named {name!r}", name=name)
+            count = conn.execute(select(func.count()).select_from(t.templates)
+                                 .where(t.templates.c.identity_id == row["id"])).scalar_one()
+        return _identity_dict(row, count)
+
+    def identities(self) -> list[dict[str, Any]]:
+        counts = (select(t.templates.c.identity_id, func.count().label("n"))
+                  .group_by(t.templates.c.identity_id).subquery())
+        q = (select(t.identities, func.coalesce(counts.c.n, 0).label("templates"))
+             .outerjoin(counts, counts.c.identity_id == t.identities.c.id).order_by(t.identities.c.name))
+        with self.engine.connect() as conn:
+            return [_identity_dict(r, r["templates"]) for r in conn.execute(q).mappings()]
+
+    def names_for(self, identity_ids: list[int]) -> dict[int, str]:
+        if not identity_ids:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.identities.c.id, t.identities.c.name)
+                                .where(t.identities.c.id.in_(set(identity_ids))))
+            return {r.id: r.name for r in rows}
+
+    def rename(self, old: str, new: str) -> dict[str, Any]:
+        with self.engine.begin() as conn:
+            self._identity_id(conn, old)
+            try:
+                conn.execute(update(t.identities).where(t.identities.c.name == old).values(name=new))
+            except IntegrityError:
+                raise IdsvcError("identity_exists", f"an identity named {new!r} already exists", name=new) from None
+        return self.identity(new)
+
+    def delete_identity(self, name: str) -> tuple[list[int], list[str]]:
+        """Delete the identity and its templates. Returns (template ids, crop paths) for the caller to clean up."""
+        with self.engine.begin() as conn:
+            ident = self._identity_id(conn, name)
+            rows = conn.execute(select(t.templates.c.id, t.templates.c.crop_path)
+                                .where(t.templates.c.identity_id == ident)).all()
+            conn.execute(delete(t.pending_embeddings).where(
+                t.pending_embeddings.c.template_id.in_([r.id for r in rows])))
+            conn.execute(delete(t.templates).where(t.templates.c.identity_id == ident))
+            conn.execute(delete(t.identities).where(t.identities.c.id == ident))
+        return [r.id for r in rows], [r.crop_path for r in rows if r.crop_path]
+
+    def _identity_id(self, conn: Any, name: str) -> int:
+        ident = conn.execute(select(t.identities.c.id).where(t.identities.c.name == name)).scalar()
+        if ident is None:
+            raise IdsvcError("identity_not_found", f"no identity named {name!r}", name=name)
+        return int(ident)
+
+    # -- templates ----------------------------------------------------------------------------------------------
+    def enrolled_shas(self, shas: list[str]) -> dict[str, str]:
+        """{image sha256: identity name} for the hashes already stored."""
+        if not shas:
+            return {}
+        q = (select(t.templates.c.image_sha256, t.identities.c.name)
+             .join(t.identities, t.identities.c.id == t.templates.c.identity_id)
+             .where(t.templates.c.image_sha256.in_(set(shas))))
+        with self.engine.connect() as conn:
+            return {r.image_sha256: r.name for r in conn.execute(q)}
+
+    def add_templates(self, name: str, items: list[NewTemplate], *, metadata: dict | None = None) -> list[int]:
+        """Create the identity if needed and store the templates, all in one transaction. Returns template ids."""
+        with self.engine.begin() as conn:
+            ident = conn.execute(select(t.identities.c.id).where(t.identities.c.name == name)).scalar()
+            if ident is None:
+                ident = conn.execute(insert(t.identities).values(
+                    name=name, metadata=json.dumps(metadata or {}), created_at=now())).inserted_primary_key[0]
+            ids = []
+            for it in items:
+                try:
+                    res = conn.execute(insert(t.templates).values(
+                        identity_id=ident, embedding=to_blob(it.embedding), dim=int(it.embedding.shape[0]),
+                        model_version=it.model_version, image_sha256=it.image_sha256, source_path=it.source_path,
+                        box=json.dumps([round(v, 2) for v in it.box]),
+                        landmarks=json.dumps([[round(x, 2), round(y, 2)] for x, y in it.landmarks]),
+                        det_prob=it.det_prob, quality=it.quality, quality_details=json.dumps(it.quality_details),
+                        created_at=now()))
+                except IntegrityError:
+                    raise IdsvcError("invalid_argument", f"{it.source_path}: image already enrolled",
+                                     path=it.source_path) from None
+                ids.append(int(res.inserted_primary_key[0]))
+        return ids
+
+    def set_crop_paths(self, paths: dict[int, str]) -> None:
+        with self.engine.begin() as conn:
+            for tid, p in paths.items():
+                conn.execute(update(t.templates).where(t.templates.c.id == tid).values(crop_path=p))
+
+    def templates_of(self, name: str) -> list[dict[str, Any]]:
+        cols = [c for c in t.templates.c if c.name != "embedding"]
+        with self.engine.connect() as conn:
+            ident = self._identity_id(conn, name)
+            rows = conn.execute(select(*cols).where(t.templates.c.identity_id == ident)
+                                .order_by(t.templates.c.id)).mappings().all()
+        return [_template_dict(r) for r in rows]
+
+    def template_rows(self, columns: list[str]) -> list[dict[str, Any]]:
+        """Selected columns of every template (for doctor and reindex)."""
+        with self.engine.connect() as conn:
+            q = select(*[t.templates.c[c] for c in columns]).order_by(t.templates.c.id)
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def template_ids(self, model_version: str | None = None) -> np.ndarray:
+        q = select(t.templates.c.id).order_by(t.templates.c.id)
+        if model_version is not None:
+            q = q.where(t.templates.c.model_version == model_version)
+        with self.engine.connect() as conn:
+            return np.fromiter((r[0] for r in conn.execute(q)), dtype=np.int64)
+
+    def iter_embeddings(self, model_version: str, batch: int = 50_000,
+                        ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids (n,) int64, vectors (n, D) float32) in id order, streamed so a million rows fit in memory."""
+        last = -1
+        while True:
+            q = (select(t.templates.c.id, t.templates.c.embedding, t.templates.c.dim)
+                 .where(t.templates.c.model_version == model_version, t.templates.c.id > last)
+                 .order_by(t.templates.c.id).limit(batch))
+            with self.engine.connect() as conn:
+                rows = conn.execute(q).all()
+            if not rows:
+                return
+            dim = rows[0].dim
+            yield np.array([r.id for r in rows], dtype=np.int64), from_blobs([r.embedding for r in rows], dim)
+            last = rows[-1].id
+
+    def embeddings_by_id(self, ids: list[int]) -> dict[int, tuple[str, np.ndarray]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.templates.c.id, t.templates.c.embedding, t.templates.c.dim,
+                                       t.templates.c.model_version).where(t.templates.c.id.in_(ids))).all()
+        return {r.id: (r.model_version, from_blobs([r.embedding], r.dim)[0]) for r in rows}
+
+    def identity_of_templates(self, ids: list[int]) -> dict[int, tuple[int, str]]:
+        """{template id: (identity id, identity name)}."""
+        if not ids:
+            return {}
+        q = (select(t.templates.c.id, t.identities.c.id.label("iid"), t.identities.c.name)
+             .join(t.identities, t.identities.c.id == t.templates.c.identity_id)
+             .where(t.templates.c.id.in_([int(i) for i in ids])))
+        with self.engine.connect() as conn:
+            return {r.id: (r.iid, r.name) for r in conn.execute(q)}
+
+    def identity_embeddings(self, name: str, model_version: str) -> tuple[np.ndarray, list[str]]:
+        """(n, D) vectors of this identity for this model version, and the versions of any others it has."""
+        with self.engine.connect() as conn:
+            ident = self._identity_id(conn, name)
+            rows = conn.execute(select(t.templates.c.embedding, t.templates.c.dim, t.templates.c.model_version)
+                                .where(t.templates.c.identity_id == ident)).all()
+        mine = [r for r in rows if r.model_version == model_version]
+        others = sorted({r.model_version for r in rows if r.model_version != model_version})
+        dim = mine[0].dim if mine else 0
+        return from_blobs([r.embedding for r in mine], dim), others
+
+    def counts(self) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            n_ident = conn.execute(select(func.count()).select_from(t.identities)).scalar_one()
+            by_version = {r.model_version: r.n for r in conn.execute(
+                select(t.templates.c.model_version, func.count().label("n")).group_by(t.templates.c.model_version))}
+        return {"identities": n_ident, "templates": sum(by_version.values()), "templates_by_model": by_version}
+
+    # -- model upgrades -----------------------------------------------------------------------------------------
+    def pending_ids(self, model_version: str) -> set[int]:
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(select(t.pending_embeddings.c.template_id)
+                                               .where(t.pending_embeddings.c.model_version == model_version))}
+
+    def add_pending(self, model_version: str, items: dict[int, np.ndarray]) -> None:
+        with self.engine.begin() as conn:
+            for tid, vec in items.items():
+                conn.execute(insert(t.pending_embeddings).values(
+                    template_id=tid, model_version=model_version, embedding=to_blob(vec), dim=int(vec.shape[0])))
+
+    def switch_model(self, model_version: str) -> int:
+        """Move every pending embedding of ``model_version`` into ``templates`` in one transaction, only if every
+        template has one. Returns how many templates moved."""
+        with self.engine.begin() as conn:
+            total = conn.execute(select(func.count()).select_from(t.templates)).scalar_one()
+            pend = conn.execute(select(t.pending_embeddings.c.template_id, t.pending_embeddings.c.embedding,
+                                       t.pending_embeddings.c.dim)
+                                .where(t.pending_embeddings.c.model_version == model_version)).all()
+            if len(pend) != total:
+                raise IdsvcError("internal", f"{total - len(pend)} templates still lack a {model_version} vector")
+            for r in pend:
+                conn.execute(update(t.templates).where(t.templates.c.id == r.template_id).values(
+                    embedding=r.embedding, dim=r.dim, model_version=model_version))
+            conn.execute(delete(t.pending_embeddings))
+            self._set_meta(conn, "active_model_version", model_version)
+        return len(pend)
+
+    # -- thresholds ---------------------------------------------------------------------------------------------
+    def save_threshold(self, model_version: str, value: float, mode: str, target_far: float | None,
+                       data_sha256: str, genuine: int, impostor: int, details: dict[str, Any]) -> dict[str, Any]:
+        with self.engine.begin() as conn:
+            conn.execute(insert(t.thresholds).values(
+                model_version=model_version, value=value, mode=mode, target_far=target_far, data_sha256=data_sha256,
+                genuine_pairs=genuine, impostor_pairs=impostor, details=json.dumps(details), created_at=now()))
+        found = self.threshold(model_version)
+        assert found is not None
+        return found
+
+    def threshold(self, model_version: str) -> dict[str, Any] | None:
+        """The latest calibrated threshold for exactly this model version, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.thresholds).where(t.thresholds.c.model_version == model_version)
+                               .order_by(t.thresholds.c.id.desc()).limit(1)).mappings().first()
+        return _threshold_dict(row) if row else None
+
+    def thresholds(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.thresholds).order_by(t.thresholds.c.id)).mappings().all()
+        return [_threshold_dict(r) for r in rows]
+
+    # -- API keys -----------------------------------------------------------------------------------------------
+    def add_key(self, name: str, scope: str, prefix: str, key_hash: str) -> dict[str, Any]:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(t.api_keys).values(name=name, scope=scope, prefix=prefix, key_hash=key_hash,
+                                                       created_at=now()))
+        except IntegrityError:
+            raise IdsvcError("identity_exists", f"an API key named {name!r} already exists", name=name) from None
+        return next(k for k in self.keys() if k["name"] == name)
+
+    def keys(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.api_keys).order_by(t.api_keys.c.id)).mappings().all()
+        return [{"name": r["name"], "scope": r["scope"], "prefix": r["prefix"], "created_at": _iso(r["created_at"]),
+                 "revoked_at": _iso(r["revoked_at"])} for r in rows]
+
+    def key_by_hash(self, key_hash: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.api_keys).where(t.api_keys.c.key_hash == key_hash,
+                                                        t.api_keys.c.revoked_at.is_(None))).mappings().first()
+        return {"name": row["name"], "scope": row["scope"]} if row else None
+
+    def revoke_key(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            n = conn.execute(update(t.api_keys).where(t.api_keys.c.name == name, t.api_keys.c.revoked_at.is_(None))
+                             .values(revoked_at=now())).rowcount
+        if not n:
+            raise IdsvcError("key_not_found", f"no active API key named {name!r}", name=name)
+
+    # -- meta ---------------------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(t.meta.c.value).where(t.meta.c.key == key)).scalar()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            self._set_meta(conn, key, value)
+
+    @staticmethod
+    def _set_meta(conn: Any, key: str, value: str) -> None:
+        if conn.execute(select(t.meta.c.key).where(t.meta.c.key == key)).first():
+            conn.execute(update(t.meta).where(t.meta.c.key == key).values(value=value))
+        else:
+            conn.execute(insert(t.meta).values(key=key, value=value))
+
+    def schema_revision(self) -> str:
+        with self.engine.connect() as conn:
+            return _current_revision(conn)
+
+    def table_names(self) -> list[str]:
+        return sorted(inspect(self.engine).get_table_names())
+
+
+def _current_revision(conn: Any) -> str:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision() or "base"
+
+
+def redact(url: str) -> str:
+    """A URL fit for messages: the password hidden."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return "<database>"
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.isoformat(timespec="seconds")
+
+
+def _identity_dict(row: Any, count: int) -> dict[str, Any]:
+    return {"id": row["id"], "name": row["name"], "metadata": json.loads(row["metadata"] or "{}"),
+            "templates": int(count), "created_at": _iso(row["created_at"])}
+
+
+def _template_dict(row: Any) -> dict[str, Any]:
+    return {"id": row["id"], "model_version": row["model_version"], "image_sha256": row["image_sha256"],
+            "source_path": row["source_path"], "box": json.loads(row["box"]), "det_prob": row["det_prob"],
+            "quality": row["quality"], "quality_details": json.loads(row["quality_details"] or "{}"),
+            "crop_path": row["crop_path"], "created_at": _iso(row["created_at"])}
+
+
+def _threshold_dict(row: Any) -> dict[str, Any]:
+    return {"model_version": row["model_version"], "value": row["value"], "mode": row["mode"],
+            "target_far": row["target_far"], "data_sha256": row["data_sha256"],
+            "genuine_pairs": row["genuine_pairs"], "impostor_pairs": row["impostor_pairs"],
+            "details": json.loads(row["details"] or "{}"), "created_at": _iso(row["created_at"])}

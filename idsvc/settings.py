@@ -1,0 +1,106 @@
+"""The one configuration object: CLI flags > ``IDSVC_*`` environment > defaults.
+
+Built once at start-up by a skin (CLI, server, test) and passed down; nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from idsvc.errors import IdsvcError
+
+#: The repository root (the package lives in ``<root>/idsvc``); shipped models and samples live under ``<root>/data``.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = PROJECT_ROOT / "data" / "models" / "idsvc-default.pt"
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+IndexKind = Literal["flat", "ivf-flat", "ivf-pq", "hnsw"]
+
+
+class Settings(BaseSettings):
+    """Every tunable of idsvc. Detection thresholds are ``det_*``/``quality_*``; the match threshold is ``threshold``."""
+
+    model_config = SettingsConfigDict(env_prefix="IDSVC_", frozen=True, extra="forbid")
+
+    home: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("idsvc")))
+    db: str | None = None  # any SQLAlchemy URL; default sqlite:///<home>/idsvc.db
+    model: Path = DEFAULT_MODEL
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(32, ge=1, le=1024)
+
+    # Match threshold override (cosine score); None = calibrated value in the registry, else the model card's.
+    threshold: float | None = Field(None, ge=-1.0, le=1.0)
+
+    # Image intake.
+    max_image_pixels: int = Field(40_000_000, ge=1)  # larger images are refused (decompression bombs, 50 MP uploads)
+    min_image_side: int = Field(32, ge=1)
+    detect_max_side: int = Field(1280, ge=160)  # images are downscaled to this for detection, boxes mapped back
+
+    # Detection (MTCNN) and the quality gate.
+    det_min_face_size: int = Field(20, ge=8)
+    det_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    quality_min_face_px: int = Field(40, ge=1)
+    quality_min_det_prob: float = Field(0.90, ge=0.0, le=1.0)
+    quality_min_sharpness: float = Field(10.0, ge=0.0)  # variance of the Laplacian of the aligned grey crop
+    quality_max_yaw: float = Field(0.75, ge=0.0)  # |nose offset from the eye midline| / eye distance
+
+    # Vector index.
+    index_kind: IndexKind = "flat"
+    index_nlist: int = Field(0, ge=0)  # 0 = about 4*sqrt(N)
+    index_nprobe: int = Field(16, ge=1)
+    index_pq_m: int = Field(16, ge=1)
+    index_hnsw_m: int = Field(32, ge=2)
+    index_ef_search: int = Field(128, ge=1)
+    index_gpu: bool = True  # use a GPU copy for search when faiss has GPUs
+
+    # HTTP API.
+    api_max_body_bytes: int = Field(20_000_000, ge=1024)
+    api_rate_per_minute: int = Field(600, ge=1)
+    api_request_timeout_s: float = Field(60.0, gt=0)
+
+    lock_timeout_s: float = Field(600.0, ge=0)  # how long a writer waits for another writer
+
+    @field_validator("home", "model", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{self.home / 'idsvc.db'}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "index"
+
+    @property
+    def crops_dir(self) -> Path:
+        return self.home / "crops"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / "write.lock"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from flags (``overrides``; ``None`` means "not given"), environment and defaults.
+
+    Raises ``invalid_argument`` naming the flag or ``IDSVC_*`` variable at fault.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        source = f"--{field.replace('_', '-')}" if field in given else f"IDSVC_{field.upper()}"
+        raise IdsvcError("invalid_argument", f"{source}: {err['msg']}", field=field) from None

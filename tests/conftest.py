@@ -1,0 +1,98 @@
+"""Shared fixtures. Models load once per session; every test gets its own home (SQLite file, FAISS index) on
+tmp_path, and real photos from ../shared/data copied into a temp dir (never written in place)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from idsvc.settings import DEFAULT_MODEL, SHARED_DATA, Settings, load_settings
+
+LFW = SHARED_DATA / "lfw" / "images"
+CELEBA = SHARED_DATA / "celeba"
+SAMPLES = SHARED_DATA / "samples"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not SHARED_DATA.is_dir():
+        raise pytest.UsageError(f"the shared photo data is missing: {SHARED_DATA}")
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    assert DEFAULT_MODEL.is_file(), f"shipped model missing: {DEFAULT_MODEL}"
+    return DEFAULT_MODEL
+
+
+@pytest.fixture(scope="session")
+def shared_pipeline(model_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    """MTCNN + encoder, loaded once for the whole run."""
+    from idsvc.encoder import load_encoder
+    from idsvc.pipeline import Pipeline
+
+    s = load_settings(home=tmp_path_factory.mktemp("pipeline-home"), model=model_path, device="cpu")
+    return Pipeline(s, load_encoder(model_path, device="cpu"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, model_path: Path) -> Settings:
+    return load_settings(home=tmp_path / "home", model=model_path, device="cpu")
+
+
+@pytest.fixture
+def make_service(shared_pipeline):
+    """Build a Service on given settings that reuses the session's models."""
+    from idsvc.pipeline import Pipeline
+    from idsvc.service import Service
+
+    made = []
+
+    def make(s: Settings) -> Service:
+        pipe = Pipeline(s, shared_pipeline.encoder, shared_pipeline.detector)
+        svc = Service(s, encoder=shared_pipeline.encoder, pipeline=pipe)
+        made.append(svc)
+        return svc
+
+    yield make
+    for svc in made:
+        svc.close()
+
+
+@pytest.fixture
+def service(settings: Settings, make_service):
+    return make_service(settings)
+
+
+@pytest.fixture
+def photos(tmp_path: Path):
+    """Copy photos from the shared data into tmp_path: photos("lfw", "Name", 1, 2) → [paths]."""
+
+    def copy(kind: str, name: str, *nums: int) -> list[Path]:
+        out = []
+        dst_dir = tmp_path / "photos" / name
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        for n in nums:
+            if kind == "lfw":
+                src = LFW / name / f"{name}_{n:04d}.jpg"
+            elif kind == "samples":
+                src = SAMPLES / "test_images" / name / "1.jpg"
+            else:
+                raise ValueError(kind)
+            dst = dst_dir / src.name
+            shutil.copy(src, dst)
+            out.append(dst)
+        return out
+
+    return copy
+
+
+def lfw_people(min_photos: int, count: int, offset: int = 0) -> list[tuple[str, int]]:
+    """The first ``count`` LFW people (alphabetical, after ``offset``) with at least ``min_photos`` photos."""
+    people = []
+    for d in sorted(LFW.iterdir()):
+        n = len(list(d.glob("*.jpg")))
+        if n >= min_photos:
+            people.append((d.name, n))
+    return people[offset:offset + count]
