@@ -285,12 +285,12 @@ def model_info(path: Optional[Path] = typer.Argument(None, help="Checkpoint (def
 
 
 # -- eval --------------------------------------------------------------------------------------------------------
-def _run_eval(images: Path, pairs: Path, plot: Optional[Path]) -> None:
+def _run_eval(images: Path, pairs: Path, plot: Optional[Path], write_card: bool = False) -> None:
     from idsvc.workflows import evaluate_pairs_files
 
     out, _ = _ctx()
     with out.progress("embedding photos") as advance:
-        report = evaluate_pairs_files(settings(), images, pairs, progress=advance, plot=plot)
+        report = evaluate_pairs_files(settings(), images, pairs, progress=advance, plot=plot, write_card=write_card)
     out.emit(report)
     table = Table(title=f"{report['model_version']} on {report['pairs']} pairs ({report['images']} photos)",
                   show_header=False)
@@ -320,12 +320,141 @@ def eval_pairs(images: Path = typer.Option(..., help="Root folder: IMAGES/<name>
 @handled
 def eval_lfw(root: Optional[Path] = typer.Option(None, help="LFW folder with images/ and pairs.txt "
                                                            "[default ../shared/data/lfw]."),
-             plot: Optional[Path] = typer.Option(None, help="Write a ROC plot PNG here.")) -> None:
+             plot: Optional[Path] = typer.Option(None, help="Write a ROC plot PNG here."),
+             write_card: bool = typer.Option(False, "--write-card", help="Record the LFW figures and the "
+                                             "FAR=1e-3 threshold in the model's card.")) -> None:
     """The LFW View 2 benchmark on the shared data."""
     from idsvc.settings import SHARED_DATA
 
     root = root or SHARED_DATA / "lfw"
-    _run_eval(root / "images", root / "pairs.txt", plot)
+    _run_eval(root / "images", root / "pairs.txt", plot, write_card)
+
+
+# -- calibrate ---------------------------------------------------------------------------------------------------
+@app.command()
+@handled
+def calibrate(data: Path = typer.Argument(..., help="A pairs file (LFW format, with --images) or a folder of "
+                                                    "identity folders."),
+              images: Optional[Path] = typer.Option(None, help="Image root for a pairs file."),
+              target_far: float = typer.Option(1e-3, "--target-far", help="Operating point: false accept rate."),
+              mode: str = typer.Option("far", help="far (threshold at --target-far) or accuracy (best accuracy)."),
+              save: bool = typer.Option(False, "--save", help="Store the threshold for the active model version."),
+              report: Optional[Path] = typer.Option(None, help="Write PNGs and summary.json/.md to this folder."),
+              max_pairs: int = typer.Option(3000, help="Cap on genuine pairs built from a folder."),
+              seed: int = typer.Option(0, help="Seed for sampled pairs and the open-set split.")) -> None:
+    """Measure the match threshold (ROC, EER, best accuracy, threshold at a target FAR) on labelled data."""
+    from idsvc.workflows import calibrate_data
+
+    out, _ = _ctx()
+    with out.progress("embedding photos") as advance:
+        r = calibrate_data(settings(), data, images=images, mode=mode, target_far=target_far, save=save,
+                           report_dir=report, max_pairs=max_pairs, seed=seed, progress=advance)
+    out.emit(r)
+    out.print(f"{r['model_version']}: {r['genuine']} genuine + {r['impostor']} impostor pairs from {r['images']} "
+              f"photos ({r['source']})")
+    table = Table(title="thresholds at target FARs (chosen on 9 folds, tested on the 10th)")
+    for col in ("target FAR", "threshold", "± folds", "held-out FAR", "held-out TAR"):
+        table.add_column(col)
+    for row in r["far_thresholds"]:
+        if row["supported"]:
+            table.add_row(f"{row['target_far']:g}", f"{row['threshold']:.4f}", f"{row['threshold_std']:.4f}",
+                          f"{row['heldout_far_mean']:.4g}", f"{row['heldout_tar_mean']:.4f}")
+        else:
+            table.add_row(f"{row['target_far']:g}", "-", "-", "-", row["reason"])
+    out.print(table)
+    op = r["operating_point"]
+    out.print(f"AUC {r['auc']:.4f}, EER {r['eer'] * 100:.2f}%, 10-fold accuracy {r['accuracy'] * 100:.2f}% "
+              f"(threshold {r['accuracy_threshold']:.4f})")
+    out.print(f"chosen threshold [bold]{r['threshold']:.4f}[/] ({op['mode']}): TAR {op['tar']:.4f} at FAR "
+              f"{op['far']:.4g}" + ("; saved" if save else "; not saved (use --save)"))
+    if "open_set" in r:
+        o = r["open_set"]
+        t = Table(title=f"open-set 1:N: {o['gallery_identities']} gallery identities, rank-1 "
+                        f"{o['rank1_accuracy'] * 100:.1f}%")
+        for col in ("threshold", "FPIR", "FNIR"):
+            t.add_column(col)
+        for x in o["rates"]:
+            t.add_row(f"{x['threshold']:.4f}", f"{x['fpir']:.4f}", f"{x['fnir']:.4f}")
+        out.print(t)
+    if report:
+        out.print(f"report written to {report}")
+
+
+@app.command()
+@handled
+def thresholds() -> None:
+    """Calibrated thresholds stored in the registry, per model version (newest last; the newest is used)."""
+    out, _ = _ctx()
+    svc = service()
+    rows = svc.registry.thresholds()
+    out.emit({"thresholds": rows})
+    table = Table(title=f"{len(rows)} stored thresholds")
+    for col in ("model version", "threshold", "mode", "pairs (gen/imp)", "data", "created"):
+        table.add_column(col)
+    for r in rows:
+        mode = r["mode"] + (f" {r['target_far']:g}" if r["target_far"] else "")
+        table.add_row(r["model_version"], f"{r['value']:.4f}", mode, f"{r['genuine_pairs']}/{r['impostor_pairs']}",
+                      r["data_sha256"][:12], r["created_at"] or "")
+    out.print(table)
+
+
+# -- train -------------------------------------------------------------------------------------------------------
+@app.command()
+@handled
+def train(data_dir: Path = typer.Argument(..., help="One folder of photos per identity (never LFW people)."),
+          out_path: Path = typer.Option(..., "--out", "-o", help="Final checkpoint; per-epoch ones go beside it."),
+          arch: str = typer.Option("inception_resnet_v1", help="inception_resnet_v1 (160 px) or compact (112 px)."),
+          init: Optional[Path] = typer.Option(None, help="Checkpoint to fine-tune (e.g. the imported FaceNet)."),
+          freeze_through: Optional[str] = typer.Option(None, help="Freeze stages up to this one and cache their "
+                                                       "output once (e.g. repeat_2, repeat_3)."),
+          epochs: int = typer.Option(10, min=1),
+          batch_size: int = typer.Option(64, min=2),
+          lr: float = typer.Option(1e-3, help="Learning rate of new layers (all layers from scratch)."),
+          lr_backbone: float = typer.Option(1e-4, help="Learning rate of pretrained layers."),
+          optimizer: str = typer.Option("adamw", help="adamw or sgd (cosine schedule either way)."),
+          center_lambda: float = typer.Option(0.01, "--lambda", help="Weight of the center loss (0 = softmax only)."),
+          center_alpha: float = typer.Option(0.5, "--alpha", help="Centre update rate."),
+          warmup_epochs: int = typer.Option(1, help="When fine-tuning, epochs that train only the classifier."),
+          flip: bool = typer.Option(True, help="Random horizontal flips."),
+          max_identities: int = typer.Option(0, help="Use at most this many identities (0 = all)."),
+          max_per_identity: int = typer.Option(0, help="Use at most this many photos each (0 = all)."),
+          max_steps: int = typer.Option(0, help="Stop after this many steps (0 = no limit)."),
+          lfw: Optional[Path] = typer.Option(None, help="Validate on this LFW folder each epoch (images/ + "
+                                             "pairs.txt)."),
+          name: str = typer.Option("idsvc-trained", help="Model name in the card."),
+          seed: int = typer.Option(0),
+          resume: bool = typer.Option(False, "--resume", help="Continue from the last epoch checkpoint."),
+          train_device: Optional[str] = typer.Option(None, "--train-device", help="auto, cpu or cuda (default: the "
+                                                     "global --device).")) -> None:
+    """Train an encoder with softmax + center loss (Wen et al. 2016), on a GPU with mixed precision when present."""
+    from idsvc.train import TrainConfig
+    from idsvc.train import train as run_training
+
+    out, overrides = _ctx()
+    s = settings()
+    cfg = TrainConfig(data_dir=data_dir, out=out_path, arch=arch, init=init, freeze_through=freeze_through,
+                      epochs=epochs, batch_size=batch_size, lr=lr, lr_backbone=lr_backbone, optimizer=optimizer,
+                      center_lambda=center_lambda, center_alpha=center_alpha, warmup_epochs=warmup_epochs, flip=flip,
+                      max_identities=max_identities, max_per_identity=max_per_identity, max_steps=max_steps,
+                      lfw_dir=lfw, name=name, seed=seed, resume=resume,
+                      device=train_device or overrides.get("device") or "auto")
+    with out.progress("training") as advance:
+        def event(e: dict) -> None:
+            if e["phase"] == "step":
+                advance(1, total=e["total"])
+            elif e["phase"] == "epoch":
+                msg = (f"epoch {e['epoch']}: loss {e['loss']:.3f} (softmax {e['softmax']:.3f}, center "
+                       f"{e['center']:.3f}), train accuracy {e['accuracy']:.3f}, intra-class distance "
+                       f"{e['intra_class_distance']:.3f}")
+                if "lfw" in e:
+                    msg += f", LFW {e['lfw']['accuracy'] * 100:.2f}%"
+                out.err.print(msg) if not out.quiet else None
+            elif e["phase"] in ("prepare", "prefix", "resume") and not out.quiet:
+                out.err.print(f"{e['phase']}: " + ", ".join(f"{k} {v}" for k, v in e.items() if k != "phase"))
+
+        card = run_training(cfg, s, event)
+    out.emit({"path": str(out_path), "card": card})
+    out.print(f"wrote {out_path} (model version {card['version']})")
 
 
 def run() -> None:

@@ -24,6 +24,7 @@ class FaceCrop:
     face: Face
     aligned: Aligned
     quality: Quality
+    faces_in_image: int = 1
 
 
 class Pipeline:
@@ -56,19 +57,25 @@ class Pipeline:
         return quality_problems(fc.quality, min_face_px=s.quality_min_face_px, min_det_prob=s.quality_min_det_prob,
                                 min_sharpness=s.quality_min_sharpness, max_yaw=s.quality_max_yaw)
 
-    def one_face(self, image: LoadedImage, *, gate: bool = True) -> FaceCrop:
-        """The single face a photo is about. Raises ``no_face``, ``multiple_faces`` or ``low_quality``."""
+    def one_face(self, image: LoadedImage, *, strict: bool = True) -> FaceCrop:
+        """The face a photo is about: the large-and-central one.
+
+        ``strict`` (enrollment) also refuses a photo with a rival face of similar size and one failing the quality
+        gate, since a template must be unambiguous; probes (search, verify) just take the main face.
+        Raises ``no_face``, and when strict ``multiple_faces`` or ``low_quality``.
+        """
         faces = self.detector.detect(image.pixels)
         if not faces:
             raise IdsvcError("no_face", f"{image.source}: no face found", path=image.source)
         best = faces[0]
         rivals = [f for f in faces[1:]
                   if f.prob >= self.settings.quality_min_det_prob and f.size >= COMPETING_FACE_RATIO * best.size]
-        if rivals:
+        if rivals and strict:
             raise IdsvcError("multiple_faces", f"{image.source}: {len(rivals) + 1} faces found, expected one",
                              path=image.source, faces=len(rivals) + 1)
         fc = self.crop(image, best)
-        if gate:
+        fc = FaceCrop(fc.face, fc.aligned, fc.quality, faces_in_image=len(faces))
+        if strict:
             reasons = self.quality_reasons(fc)
             if reasons:
                 raise IdsvcError("low_quality", f"{image.source}: {'; '.join(reasons)}", path=image.source,

@@ -284,7 +284,8 @@ class Service:
             raise IdsvcError("invalid_argument", "--top-k must be at least 1")
         img = self._image(image)
         thr, source = self.threshold(threshold)
-        crops = self.pipeline.faces(img) if all_faces else [self.pipeline.one_face(img)]
+        crops = self.pipeline.faces(img) if all_faces else [self.pipeline.one_face(img, strict=False)]
+        detected = len(crops) if all_faces else (crops[0].faces_in_image if crops else 0)
         if not crops:
             raise IdsvcError("no_face", f"{img.source}: no face found", path=img.source)
         vecs = self.pipeline.embed([c.aligned.crop for c in crops])
@@ -299,7 +300,7 @@ class Service:
                           "quality": fc.quality.as_dict(), "identity": best["name"] if best else None,
                           "score": candidates[0]["score"] if candidates else None, "candidates": candidates})
         return {"image": img.source, "model_version": self.version, "threshold": thr, "threshold_source": source,
-                "identity": faces[0]["identity"], "score": faces[0]["score"], "faces": faces}
+                "identity": faces[0]["identity"], "score": faces[0]["score"], "faces_detected": detected, "faces": faces}
 
     def _rank(self, index: FaissIndex, vec: np.ndarray, top_k: int) -> list[dict[str, Any]]:
         """Top identities: fetch more templates than identities wanted, keep each identity's best."""
@@ -325,8 +326,8 @@ class Service:
     def verify(self, a: ImageInput, b: ImageInput, *, threshold: float | None = None) -> dict[str, Any]:
         """Are the faces in two photos the same person?"""
         thr, source = self.threshold(threshold)
-        fa = self.pipeline.one_face(self._image(a))
-        fb = self.pipeline.one_face(self._image(b))
+        fa = self.pipeline.one_face(self._image(a), strict=False)
+        fb = self.pipeline.one_face(self._image(b), strict=False)
         va, vb = self.pipeline.embed([fa.aligned.crop, fb.aligned.crop])
         score = float(va @ vb)
         return {"score": round(score, 6), "threshold": thr, "threshold_source": source, "same": score >= thr,
@@ -339,7 +340,7 @@ class Service:
         if not len(vecs):
             raise IdsvcError("model_mismatch", f"{name!r} has no templates for model {self.version} (only "
                              f"{', '.join(others) or 'none'}); run `idsvc reindex --model`", name=name)
-        fc = self.pipeline.one_face(self._image(image))
+        fc = self.pipeline.one_face(self._image(image), strict=False)
         v = self.pipeline.embed([fc.aligned.crop])[0]
         score = float((vecs @ v).max())
         return {"identity": name, "score": round(score, 6), "threshold": thr, "threshold_source": source,

@@ -67,7 +67,8 @@ def service(settings: Settings, make_service):
 
 @pytest.fixture
 def photos(tmp_path: Path):
-    """Copy photos from the shared data into tmp_path: photos("lfw", "Name", 1, 2) → [paths]."""
+    """Copy photos from the shared data into tmp_path: photos("lfw", "Name", 1, 2) → that person's first and second
+    available photos (LFW here holds only the photos pairs.txt uses, so numbers have gaps)."""
 
     def copy(kind: str, name: str, *nums: int) -> list[Path]:
         out = []
@@ -75,7 +76,7 @@ def photos(tmp_path: Path):
         dst_dir.mkdir(parents=True, exist_ok=True)
         for n in nums:
             if kind == "lfw":
-                src = LFW / name / f"{name}_{n:04d}.jpg"
+                src = sorted((LFW / name).glob("*.jpg"))[n - 1]
             elif kind == "samples":
                 src = SAMPLES / "test_images" / name / "1.jpg"
             else:

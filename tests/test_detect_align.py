@@ -1,0 +1,76 @@
+"""MTCNN on real photos, face choice, alignment onto the template and the quality gate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from idsvc.align import TEMPLATE_160, align, measure_quality, template
+from idsvc.errors import IdsvcError
+from idsvc.imageio import load_image
+from tests.conftest import SAMPLES
+
+
+def _load(p):
+    return load_image(p, max_pixels=40_000_000, min_side=32)
+
+
+def test_group_photo_has_six_faces(shared_pipeline):
+    faces = shared_pipeline.detector.detect(_load(SAMPLES / "multiface.jpg").pixels)
+    assert len(faces) == 6
+    assert all(f.prob > 0.99 for f in faces)
+    with pytest.raises(IdsvcError) as err:
+        shared_pipeline.one_face(_load(SAMPLES / "multiface.jpg"))
+    assert err.value.code == "multiple_faces"
+
+
+def test_bystander_does_not_make_a_photo_ambiguous(shared_pipeline):
+    # Angelina Jolie's photo has a second, tiny low-probability detection; the photo is still about one person.
+    img = _load(SAMPLES / "test_images" / "angelina_jolie" / "1.jpg")
+    assert len(shared_pipeline.detector.detect(img.pixels)) >= 2
+    fc = shared_pipeline.one_face(img)
+    assert fc.face.size > 500
+
+
+def test_large_photo_is_downscaled_for_detection_and_boxes_map_back(shared_pipeline):
+    img = _load(SAMPLES / "test_images" / "paul_rudd" / "1.jpg")  # 2048 px tall
+    assert max(img.pixels.shape) > shared_pipeline.settings.detect_max_side
+    f = shared_pipeline.detector.detect(img.pixels)[0]
+    x1, y1, x2, y2 = f.box
+    assert 0 <= x1 < x2 <= img.pixels.shape[1] and 0 <= y1 < y2 <= img.pixels.shape[0]
+    assert f.size > 500  # in full-resolution pixels
+
+
+def test_alignment_puts_landmarks_on_the_template(shared_pipeline, photos):
+    img = _load(photos("lfw", "Colin_Powell", 1)[0])
+    f = shared_pipeline.detector.detect(img.pixels)[0]
+    a = align(img.pixels, f.landmarks, 160)
+    assert a.crop.shape == (160, 160, 3)
+    assert np.abs(a.landmarks - TEMPLATE_160).max() < 12  # a similarity transform can't fit 5 points exactly
+    assert np.allclose(template(112), TEMPLATE_160 * 0.7)
+
+
+def test_quality_measures_and_gate(shared_pipeline, photos):
+    img = _load(photos("lfw", "Colin_Powell", 1)[0])
+    fc = shared_pipeline.one_face(img)
+    assert fc.quality.face_px > 60 and fc.quality.sharpness > 10 and fc.quality.yaw < 0.3
+    import cv2
+
+    blurred = img.__class__(pixels=cv2.GaussianBlur(img.pixels, (0, 0), 6), sha256="x", source="blurred.jpg")
+    with pytest.raises(IdsvcError) as err:
+        shared_pipeline.one_face(blurred)
+    assert err.value.code in ("low_quality", "no_face")
+    if err.value.code == "low_quality":
+        assert "blurry" in err.value.message
+
+
+def test_no_face(shared_pipeline, tmp_path):
+    from PIL import Image
+
+    # A real photo with the face cut out: the top-left corner of an LFW photo (background only).
+    img = Image.open(sorted((SAMPLES.parent / "lfw" / "images" / "Colin_Powell").glob("*.jpg"))[0])
+    p = tmp_path / "corner.png"
+    img.crop((0, 0, 60, 60)).resize((120, 120)).save(p)
+    with pytest.raises(IdsvcError) as err:
+        shared_pipeline.one_face(_load(p))
+    assert err.value.code == "no_face"
