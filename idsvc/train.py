@@ -126,7 +126,7 @@ def _prefix(model: nn.Module, crops: np.ndarray, stage: str, norm: str, device: 
     """Output of the frozen stages for every crop (and its mirror image), float16 on the CPU."""
     outs = []
     model.eval()
-    with torch.inference_mode():
+    with torch.no_grad():  # not inference_mode: these tensors feed training, which saves them for backward
         for i in range(0, len(crops), batch):
             x = preprocess(crops[i:i + batch], norm).to(device)
             if flip:
