@@ -122,7 +122,9 @@ def verify(a: str = typer.Argument(..., help="First photo."),
     """Same person? Exit 0 = same, 1 = not the same, 2 = usage or input error."""
     out, _ = _ctx()
     if (b is None) == (identity is None):
-        raise typer.BadParameter("give either a second image or --identity NAME, not both")
+        from idsvc.errors import IdsvcError
+
+        raise IdsvcError("invalid_argument", "give either a second image or --identity NAME, not both")
     svc = service()
     result = svc.verify(a, b, threshold=threshold) if b else svc.verify_identity(a, identity, threshold=threshold)
     out.emit(result)
@@ -213,12 +215,40 @@ def status() -> None:
 
 @app.command()
 @handled
-def reindex(kind: Optional[str] = typer.Option(None, help="Index kind: flat, ivf-flat, ivf-pq, hnsw.")) -> None:
-    """Rebuild the index from the registry and swap it in atomically."""
+def reindex(kind: Optional[str] = typer.Option(None, help="Index kind: flat, ivf-flat, ivf-pq, hnsw."),
+            to_model: Optional[Path] = typer.Option(None, "--model", help="Re-embed every template with this "
+                                                    "checkpoint, then switch the home to it (resumable).")) -> None:
+    """Rebuild the index from the registry and swap it in atomically (exit 4 if another writer is running)."""
     out, _ = _ctx()
-    result = service(index_kind=kind).reindex()
+    svc = service(index_kind=kind)
+    with out.progress("re-embedding templates") as advance:
+        result = svc.reindex(model=to_model, progress=advance)
     out.emit(result)
-    out.print(f"reindexed {result['vectors']} vectors ({result['kind']}) in {result['seconds']} s")
+    if "upgrade" in result:
+        u = result["upgrade"]
+        out.print(f"re-embedded {u['re_embedded']} templates ({u['resumed_from']} done by an earlier run); "
+                  f"switched {u['templates']} templates to {u['to']}")
+    out.print(f"reindexed {result['vectors']} vectors ({result['kind']}, {result['model_version']}) in "
+              f"{result['seconds']} s")
+
+
+@app.command()
+@handled
+def doctor(fix: bool = typer.Option(False, "--fix", help="Repair from the registry.")) -> None:
+    """Check the index, manifest and crops against the registry. Exit 0 healthy (or repaired), 1 problems remain."""
+    out, _ = _ctx()
+    result = service().doctor(fix=fix)
+    out.emit(result)
+    table = Table(title="idsvc doctor")
+    for col in ("check", "problem"):
+        table.add_column(col)
+    for p in result["problems"]:
+        table.add_row(p["check"], p["problem"])
+    out.print(table if result["problems"] else "no problems found")
+    for f in result["fixed"]:
+        out.print(f"fixed: {f}")
+    if result["remaining"]:
+        raise typer.Exit(EXIT_NEGATIVE)
 
 
 # -- db ----------------------------------------------------------------------------------------------------------

@@ -49,9 +49,9 @@ class Output:
 
     @contextmanager
     def progress(self, description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
-        """A Rich bar on stderr; yields ``advance(n=1, total=None)``. Silent with --quiet or when not a terminal
-        under --json."""
-        if self.quiet:
+        """A Rich bar on stderr; yields ``advance(n=1, total=None)``. Silent with --quiet, and when stderr is not a
+        terminal (cron, pipes, tests), so logs get results rather than bar frames."""
+        if self.quiet or not self.err.is_terminal:
             yield lambda n=1, total=None: None
             return
         columns = [TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -85,7 +85,7 @@ def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
         out = STATE.get("out")
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, typer.BadParameter):
             raise
         except IdsvcError as exc:
             raise fail(out, exc) from None

@@ -64,9 +64,18 @@ class Service:
         return self._registry
 
     @property
+    def model_path(self) -> Path:
+        """The model given by flag or IDSVC_MODEL, else the one this home switched to with ``reindex --model``,
+        else the shipped default."""
+        if "model" in self.settings.model_fields_set:
+            return self.settings.model
+        active = self.registry.get_meta("active_model_path")
+        return Path(active) if active and Path(active).is_file() else self.settings.model
+
+    @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            self._encoder = load_encoder(self.settings.model, device=self.settings.device,
+            self._encoder = load_encoder(self.model_path, device=self.settings.device,
                                          batch_size=self.settings.batch_size)
         return self._encoder
 
@@ -385,7 +394,7 @@ class Service:
         return {
             "home": str(self.settings.home), "db": redact(self.settings.db_url),
             "schema": self.registry.schema_revision(),
-            "model": {"path": str(self.settings.model), "name": self.encoder.card["name"], "version": self.version,
+            "model": {"path": str(self.model_path), "name": self.encoder.card["name"], "version": self.version,
                       "embedding_size": self.encoder.dim, "device": str(self.encoder.device)},
             "identities": counts["identities"], "templates": counts["templates"],
             "templates_other_models": other,
@@ -395,13 +404,127 @@ class Service:
             "threshold": thr, "threshold_source": source,
         }
 
-    def reindex(self, *, kind: str | None = None) -> dict[str, Any]:
-        """Rebuild the index from the registry into a new file and swap it in; readers keep the old one until then."""
+    def reindex(self, *, kind: str | None = None, model: Path | None = None,
+                progress: Callable[..., None] | None = None) -> dict[str, Any]:
+        """Rebuild the index from the registry into a new file and swap it in; readers keep the old one until then.
+
+        With ``model``, first re-embed every template's stored crop with the new model (progress is kept in the
+        registry, so a killed run resumes), then switch every template to the new version in one transaction.
+        A second reindex (or any writer) running at the same time makes this one refuse with ``busy``.
+        """
         import time
 
         with self.write_lock(timeout=0):
             t0 = time.perf_counter()
+            result: dict[str, Any] = {}
+            if model is not None:
+                result["upgrade"] = self._upgrade_model(Path(model), progress)
             index = self.build_index(kind=kind)
             self._save_index(index)
-            return {"model_version": self.version, "kind": index.kind, "vectors": index.ntotal,
-                    "seconds": round(time.perf_counter() - t0, 3)}
+            result.update({"model_version": self.version, "kind": index.kind, "vectors": index.ntotal,
+                           "seconds": round(time.perf_counter() - t0, 3)})
+            return result
+
+    def _upgrade_model(self, path: Path, progress: Callable[..., None] | None) -> dict[str, Any]:
+        new = load_encoder(path, device=self.settings.device, batch_size=self.settings.batch_size)
+        rows = self.registry.template_rows(["id", "crop_path", "source_path", "image_sha256", "model_version"])
+        old_versions = sorted({r["model_version"] for r in rows} - {new.version})
+        done = self.registry.pending_ids(new.version)
+        todo = [r for r in rows if r["id"] not in done and r["model_version"] != new.version]
+        already = sum(1 for r in rows if r["model_version"] == new.version)
+        if progress:
+            progress(len(rows) - len(todo), total=len(rows))
+        for r in rows:  # templates already on the new version need no pending vector: carry them over as-is
+            if r["model_version"] == new.version and r["id"] not in done:
+                vec = self.registry.embeddings_by_id([r["id"]])[r["id"]][1]
+                self.registry.add_pending(new.version, {r["id"]: vec})
+        step = max(1, self.settings.batch_size)
+        for i in range(0, len(todo), step):
+            part = todo[i:i + step]
+            crops = np.stack([resize_crop(self._template_crop(r), new.input_size) for r in part])
+            vecs = new.embed(crops)
+            self.registry.add_pending(new.version, {r["id"]: v for r, v in zip(part, vecs)})  # committed: resumable
+            if progress:
+                progress(len(part))
+        moved = self.registry.switch_model(new.version)
+        self.registry.set_meta("active_model_path", str(path.resolve()))
+        self._encoder = new
+        self._pipeline = None
+        self._index = None
+        return {"from": old_versions, "to": new.version, "templates": moved, "re_embedded": len(todo),
+                "resumed_from": len(done), "already_on_new_version": already, "model_path": str(path)}
+
+    def _template_crop(self, row: dict[str, Any]) -> np.ndarray:
+        """The stored aligned crop, or (if it was lost) the crop re-made from the source photo when its hash still
+        matches. Raises ``internal`` when neither exists."""
+        from idsvc.align import read_crop
+
+        crop_path = row.get("crop_path")
+        if crop_path and Path(crop_path).is_file():
+            return read_crop(crop_path)
+        src = row.get("source_path")
+        if src and Path(src).is_file():
+            image = self.pipeline.load(src)
+            if image.sha256 == row["image_sha256"]:
+                return resize_crop(self.pipeline.one_face(image, strict=False).aligned.crop, CROP_SIZE)
+        raise IdsvcError("internal", f"template {row['id']}: its crop {crop_path} is missing and its source photo "
+                         "is gone or changed; delete the template's identity or restore the crop")
+
+    # -- doctor -------------------------------------------------------------------------------------------------
+    def doctor(self, *, fix: bool = False) -> dict[str, Any]:
+        """Check the index and crops against the registry without repairing on open; ``fix`` repairs from the
+        registry (index rebuilt; lost crops re-made from their source photos where those still match)."""
+        problems: list[dict[str, Any]] = []
+        d = self.index_dir()
+        try:
+            index, manifest = FaissIndex.load(d)
+        except IdsvcError as exc:
+            index, manifest = None, None
+            problems.append({"check": "index_file", "problem": exc.message})
+        if index is not None and manifest is not None:
+            if manifest.get("model_version") != self.version:
+                problems.append({"check": "model_version", "problem": f"index is for {manifest.get('model_version')}"})
+            if index.dim != self.encoder.dim:
+                problems.append({"check": "dimension", "problem": f"index {index.dim}-d, model {self.encoder.dim}-d"})
+            reg_ids = self.registry.template_ids(self.version)
+            idx_ids = index.ids()
+            missing = np.setdiff1d(reg_ids, idx_ids)
+            extra = np.setdiff1d(idx_ids, reg_ids)
+            if len(missing):
+                problems.append({"check": "missing_vectors", "problem": f"{len(missing)} templates have no vector",
+                                 "ids": missing[:20].tolist()})
+            if len(extra):
+                problems.append({"check": "extra_vectors", "problem": f"{len(extra)} vectors have no template",
+                                 "ids": extra[:20].tolist()})
+            if manifest.get("ids_sha256") != ids_checksum(idx_ids):
+                problems.append({"check": "manifest", "problem": "manifest id checksum does not match the index"})
+        rows = self.registry.template_rows(["id", "crop_path", "source_path", "image_sha256", "model_version"])
+        lost = [r for r in rows if not r["crop_path"] or not Path(r["crop_path"]).is_file()]
+        if lost:
+            problems.append({"check": "crops", "problem": f"{len(lost)} templates have no stored crop",
+                             "ids": [r["id"] for r in lost[:20]]})
+        others = {r["model_version"] for r in rows} - {self.version}
+        if others:
+            problems.append({"check": "model_versions", "problem": "templates of other model versions: "
+                             + ", ".join(sorted(others)) + " (run `idsvc reindex --model`)"})
+        fixed: list[str] = []
+        if fix and problems:
+            with self.write_lock():
+                for r in lost:
+                    try:
+                        crop = self._template_crop({**r, "crop_path": None})
+                    except IdsvcError:
+                        continue
+                    from idsvc.align import save_crop
+
+                    p = self.settings.crops_dir / f"{r['id']}.png"
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                    save_crop(str(p), crop)
+                    self.registry.set_crop_paths({r["id"]: str(p)})
+                    fixed.append(f"crop of template {r['id']} re-made from its source photo")
+                if any(p["check"] not in ("crops", "model_versions") for p in problems):
+                    self._save_index(self.build_index())
+                    fixed.append("index rebuilt from the registry")
+            after = self.doctor(fix=False)
+            return {"problems": problems, "fixed": fixed, "remaining": after["problems"], "ok": not after["problems"]}
+        return {"problems": problems, "fixed": fixed, "remaining": problems, "ok": not problems}

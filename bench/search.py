@@ -1,0 +1,102 @@
+"""Search latency of idsvc's index against a bare FAISS IndexFlatIP on the same vectors, in the same run.
+
+idsvc's path is ``FaissIndex.search`` (IndexIDMap2 over IndexFlatIP, ids mapped, padding handled) and, at the sizes
+where a registry is built, the service's identity ranking (``Service._rank``: index search plus the registry look-up
+that turns template ids into identities). Exact search, so recall against the bare index must be 1.0.
+
+    python bench/search.py [--sizes 10000 100000 1000000] [--queries 200] [--k 10] [--service-max 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._util import machine, peak_rss_mb, table, timed, unit_vectors  # noqa: E402
+from idsvc.index import FaissIndex  # noqa: E402
+
+
+def service_with(n: int, vectors: np.ndarray, home: Path):
+    """A real registry (SQLite) holding n templates over n/5 identities, and a Service over it."""
+    import json
+
+    from sqlalchemy import insert
+
+    from idsvc import schema as t
+    from idsvc.encoder import load_encoder
+    from idsvc.registry import now, to_blob
+    from idsvc.service import Service
+    from idsvc.settings import load_settings
+
+    s = load_settings(home=home, device="cpu")
+    svc = Service(s, encoder=load_encoder(s.model, device="cpu"))
+    reg = svc.registry
+    version = svc.version
+    created = now()
+    with reg.engine.begin() as conn:
+        conn.execute(insert(t.identities), [{"id": i + 1, "name": f"person{i}", "metadata": "{}",
+                                             "created_at": created} for i in range(n // 5)])
+        for start in range(0, n, 50_000):
+            conn.execute(insert(t.templates), [
+                {"id": i + 1, "identity_id": i // 5 + 1, "embedding": to_blob(vectors[i]), "dim": 128,
+                 "model_version": version, "image_sha256": f"{i:064x}", "source_path": "bench", "box": "[]",
+                 "landmarks": "[]", "det_prob": 1.0, "quality": 1.0, "quality_details": json.dumps({}),
+                 "created_at": created} for i in range(start, min(n, start + 50_000))])
+    return svc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--service-max", type=int, default=100_000, help="largest N for the service-level row")
+    args = ap.parse_args()
+    d = 128
+    rows = []
+    for n in args.sizes:
+        x = unit_vectors(n, d, seed=1)
+        q = unit_vectors(args.queries, d, seed=2)
+        ids = np.arange(1, n + 1, dtype=np.int64)
+
+        bare = faiss.IndexFlatIP(d)
+        bare.add(x)
+        ours = FaissIndex.create("flat", d)
+        ours.add(ids, x)
+
+        it = iter(range(10**9))
+        t_bare = timed(lambda: bare.search(q[next(it) % len(q)][None], args.k), args.queries)
+        it = iter(range(10**9))
+        t_ours = timed(lambda: ours.search(q[next(it) % len(q)][None], args.k), args.queries)
+        _, bi = bare.search(q, args.k)
+        _, oi = ours.search(q, args.k)
+        recall = float(np.mean([len(set(a + 1) & set(b)) / args.k for a, b in zip(bi, oi)]))
+        rows.append([n, "idsvc FaissIndex.search", np.percentile(t_ours, 50), np.percentile(t_ours, 99),
+                     np.percentile(t_bare, 50), np.percentile(t_bare, 99),
+                     np.percentile(t_ours, 50) / np.percentile(t_bare, 50), recall])
+        if n <= args.service_max:
+            with tempfile.TemporaryDirectory() as tmp:
+                svc = service_with(n, x, Path(tmp))
+                idx = svc.open_index().index
+                it = iter(range(10**9))
+                t_svc = timed(lambda: svc._rank(idx, q[next(it) % len(q)], 5), args.queries)
+                rows.append([n, "idsvc Service._rank (top-5 identities)", np.percentile(t_svc, 50),
+                             np.percentile(t_svc, 99), np.percentile(t_bare, 50), np.percentile(t_bare, 99),
+                             np.percentile(t_svc, 50) / np.percentile(t_bare, 50), "-"])
+                svc.close()
+        del bare, ours
+    print(f"# search latency, one query at a time, k={args.k}, d={d}, random unit vectors — {machine()}, "
+          f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads")
+    print(table(["N", "path", "ours p50 ms", "ours p99 ms", "bare p50 ms", "bare p99 ms", "ratio p50",
+                 "recall@k vs bare"], rows))
+    print(f"peak RSS {peak_rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
