@@ -487,6 +487,70 @@ def train(data_dir: Path = typer.Argument(..., help="One folder of photos per id
     out.print(f"wrote {out_path} (model version {card['version']})")
 
 
+# -- API keys and the server ---------------------------------------------------------------------------------------
+keys_app = typer.Typer(no_args_is_help=True, help="API keys for the HTTP API (stored hashed).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+@handled
+def keys_create(name: str, scope: str = typer.Option("read", help="read, write (includes read) or admin.")) -> None:
+    """Create a key; its secret is shown once."""
+    out, _ = _ctx()
+    key = service().create_key(name, scope)
+    out.emit(key)
+    out.print(f"API key {name!r} ({scope}); send it as 'Authorization: Bearer <key>'. It is not shown again:")
+    if not out.json:
+        print(key["key"])
+
+
+@keys_app.command("list")
+@handled
+def keys_list() -> None:
+    """Keys with their scope and status (never the secret)."""
+    out, _ = _ctx()
+    keys = service().registry.keys()
+    out.emit({"keys": keys})
+    table = Table(title=f"{len(keys)} API keys")
+    for col in ("name", "scope", "prefix", "created", "revoked"):
+        table.add_column(col)
+    for k in keys:
+        table.add_row(k["name"], k["scope"], k["prefix"] + "…", k["created_at"] or "", k["revoked_at"] or "")
+    out.print(table)
+
+
+@keys_app.command("revoke")
+@handled
+def keys_revoke(name: str) -> None:
+    """Revoke a key at once."""
+    out, _ = _ctx()
+    service().registry.revoke_key(name)
+    out.emit({"revoked": name})
+    out.print(f"revoked {name!r}")
+
+
+@app.command()
+@handled
+def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+          port: int = typer.Option(8000, help="Port."),
+          workers: int = typer.Option(1, min=1, help="Worker processes (each loads the models once).")) -> None:
+    """Run the HTTP API (FastAPI + uvicorn); OpenAPI docs at /docs."""
+    import os
+
+    import uvicorn
+
+    s = settings()  # validate now, with messages naming the flag or variable
+    os.environ["IDSVC_HOME"] = str(s.home)
+    os.environ["IDSVC_MODEL"] = str(s.model) if "model" in s.model_fields_set else os.environ.get("IDSVC_MODEL", "")
+    if not os.environ["IDSVC_MODEL"]:
+        del os.environ["IDSVC_MODEL"]
+    if s.db:
+        os.environ["IDSVC_DB"] = s.db
+    os.environ["IDSVC_DEVICE"] = s.device
+    uvicorn.run("idsvc.api:app_factory", factory=True, host=host, port=port, workers=workers,
+                log_level="info", access_log=True)
+
+
 def run() -> None:
     app()
 

@@ -33,6 +33,7 @@ CODES: dict[str, str] = {
     "unauthorized": "auth",
     "forbidden": "auth",
     "rate_limited": "auth",
+    "timeout": "busy",
     "index_corrupt": "internal",
     "internal": "internal",
 }

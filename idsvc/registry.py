@@ -213,6 +213,15 @@ class Registry:
                 ids.append(int(res.inserted_primary_key[0]))
         return ids
 
+    def delete_template(self, template_id: int) -> str | None:
+        """Delete one template; returns its crop path. Raises ``template_not_found``."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(t.templates.c.crop_path).where(t.templates.c.id == template_id)).first()
+            if row is None:
+                raise IdsvcError("template_not_found", f"no template {template_id}", template_id=template_id)
+            conn.execute(delete(t.templates).where(t.templates.c.id == template_id))
+        return row.crop_path
+
     def set_crop_paths(self, paths: dict[int, str]) -> None:
         with self.engine.begin() as conn:
             for tid, p in paths.items():

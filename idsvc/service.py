@@ -30,6 +30,7 @@ from idsvc.settings import Settings
 Progress = Callable[[int], None]
 CROP_SIZE = 160  # stored crops are kept at the template's native size; other input sizes resize exactly
 COMMIT_EVERY = 16  # images per registry transaction during enroll: progress survives a kill
+SCOPES = ("read", "write", "admin")  # each includes the ones before it
 NAME_RE = re.compile(r"^[^\x00-\x1f/\\]{1,255}$")
 
 #: An image given to search or verify: a path, or raw bytes with a name for messages (the HTTP API).
@@ -380,6 +381,44 @@ class Service:
             for p in crops:
                 Path(p).unlink(missing_ok=True)
         return {"identity": name, "deleted_templates": len(ids)}
+
+    def delete_template(self, template_id: int) -> dict[str, Any]:
+        """Remove one template: its row, its vector and its crop."""
+        with self.write_lock():
+            index = self.open_index().index
+            crop = self.registry.delete_template(template_id)
+            index.remove([template_id])
+            self._save_index(index)
+            if crop:
+                Path(crop).unlink(missing_ok=True)
+        return {"deleted_template": template_id}
+
+    # -- API keys -----------------------------------------------------------------------------------------------
+    def create_key(self, name: str, scope: str) -> dict[str, Any]:
+        """A new API key. The secret is returned once; only its sha256 is stored."""
+        import hashlib
+        import secrets
+
+        if scope not in SCOPES:
+            raise IdsvcError("invalid_argument", f"--scope must be one of {', '.join(SCOPES)}")
+        secret = "idsvc_" + secrets.token_urlsafe(32)
+        key = self.registry.add_key(name, scope, secret[:10], hashlib.sha256(secret.encode()).hexdigest())
+        return {**key, "key": secret}
+
+    def authenticate(self, secret: str | None, needed: str) -> dict[str, Any]:
+        """The key's record if it exists, is not revoked and has at least scope ``needed``.
+        Raises ``unauthorized`` or ``forbidden``."""
+        import hashlib
+
+        if not secret:
+            raise IdsvcError("unauthorized", "missing API key (send Authorization: Bearer <key>)")
+        key = self.registry.key_by_hash(hashlib.sha256(secret.encode()).hexdigest())
+        if key is None:
+            raise IdsvcError("unauthorized", "unknown or revoked API key")
+        if SCOPES.index(key["scope"]) < SCOPES.index(needed):
+            raise IdsvcError("forbidden", f"this key has scope {key['scope']!r}; {needed!r} is needed",
+                             scope=key["scope"], needed=needed)
+        return key
 
     # -- status and reindex -------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

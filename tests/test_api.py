@@ -1,0 +1,180 @@
+"""The real HTTP server (uvicorn in a subprocess on 127.0.0.1) with real photos and real keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from tests.conftest import CELEBA, SAMPLES
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("api") / "home"
+    keys = {}
+    for name, sc in (("reader", "read"), ("writer", "write")):
+        r = runner.invoke(app, ["--home", str(home), "--json", "keys", "create", name, "--scope", sc])
+        keys[sc] = json.loads(r.stdout)["key"]
+    r = runner.invoke(app, ["--home", str(home), "--json", "keys", "create", "revoked", "--scope", "admin"])
+    keys["revoked"] = json.loads(r.stdout)["key"]
+    runner.invoke(app, ["--home", str(home), "keys", "revoke", "revoked"])
+    port = free_port()
+    env = {**os.environ, "IDSVC_API_MAX_BODY_BYTES": "3000000"}
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--home", str(home), "serve", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError(proc.stdout.read().decode()[-2000:])
+    yield {"base": base, "home": home, "keys": keys, "proc": proc}
+    proc.terminate()
+    out = proc.communicate(timeout=30)[0].decode()
+    assert "\\xff\\xd8" not in out and "JFIF" not in out  # image bytes never reach the log
+
+
+def client(server, scope: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {server['keys'][scope]}"} if scope else {}
+    return httpx.Client(base_url=server["base"], headers=headers, timeout=120)
+
+
+def files(*paths: Path, field: str = "files") -> list:
+    return [(field, (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
+
+
+def test_health_is_open_and_everything_else_needs_a_key(server):
+    assert client(server, None).get("/v1/health").json() == {"status": "ok"}
+    r = client(server, None).get("/v1/identities")
+    assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+    bad = httpx.get(f"{server['base']}/v1/status", headers={"Authorization": "Bearer nope"})
+    assert bad.status_code == 401
+    assert client(server, "revoked").get("/v1/status").status_code == 401
+    r = client(server, "read").post("/v1/identities/x/enroll", files=files(SAMPLES / "multiface.jpg"))
+    assert r.status_code == 403 and r.json()["code"] == "forbidden"
+    assert client(server, None).get("/openapi.json").status_code == 200
+
+
+def test_enroll_search_verify_rename_delete(server, photos):
+    w, r = client(server, "write"), client(server, "read")
+    colin = photos("lfw", "Colin_Powell", 1, 2, 3, 4)
+    res = w.post("/v1/identities/colin/enroll", files=files(*colin[:3]))
+    assert res.status_code == 200, res.text
+    doc = res.json()
+    assert set(doc) == {"identity", "created", "model_version", "accepted", "rejected", "skipped"}
+    assert doc["accepted"]
+    found = r.post("/v1/search", files=files(colin[3], field="file"), data={"top_k": "3"}).json()
+    assert found["identity"] == "colin" and found["threshold_source"] == "model_card"
+    v = r.post("/v1/verify", files=[("a", ("a.jpg", colin[0].read_bytes())), ("b", ("b.jpg", colin[3].read_bytes()))])
+    assert v.json()["same"] is True
+    vi = r.post("/v1/identities/colin/verify", files=files(colin[3], field="file")).json()
+    assert vi["same"] and vi["identity"] == "colin"
+    assert w.patch("/v1/identities/colin", json={"name": "Colin Powell"}).json()["name"] == "Colin Powell"
+    tpls = r.get("/v1/identities/Colin Powell/templates").json()["templates"]
+    assert len(tpls) == len(doc["accepted"])
+    assert w.delete(f"/v1/templates/{tpls[0]['id']}").status_code == 200
+    assert w.delete("/v1/identities/Colin Powell").json()["identity"] == "Colin Powell"
+    assert r.get("/v1/identities/Colin Powell").status_code == 404
+    st = r.get("/v1/status").json()
+    assert st["templates"] == 0 and st["index"]["in_agreement"]
+
+
+@pytest.mark.parametrize("name, make, status, code", [
+    ("truncated", lambda: (SAMPLES / "multiface.jpg").read_bytes()[:4000], 400, "truncated_image"),
+    ("text", lambda: b"just some text", 400, "not_an_image"),
+    ("huge", lambda: b"\xff\xd8" + os.urandom(3_200_000), 413, "too_large"),
+    ("no_face", None, 422, "no_face"),
+])
+def test_bad_uploads_get_the_right_code_and_store_nothing(server, name, make, status, code, tmp_path):
+    if make is None:  # a real photo with no face: the top-left corner of an LFW photo (background only)
+        from PIL import Image
+
+        src = sorted((SAMPLES.parent / "lfw" / "images" / "Colin_Powell").glob("*.jpg"))[0]
+        p = tmp_path / "corner.png"
+        Image.open(src).crop((0, 0, 60, 60)).resize((120, 120)).save(p)
+        data = p.read_bytes()
+    else:
+        data = make()
+    w = client(server, "write")
+    before = w.get("/v1/status").json()["templates"]
+    res = w.post(f"/v1/identities/{name}/enroll", files=[("files", (f"{name}.jpg", data, "image/jpeg"))])
+    if status == 413:
+        assert res.status_code == 413 and res.json()["code"] == code
+    else:  # enroll reports per-image reasons; a probe gets the error itself
+        assert res.status_code == 200 and res.json()["rejected"][0]["code"] == code
+        probe = client(server, "read").post("/v1/search", files=[("file", ("p.jpg", data, "image/jpeg"))])
+        assert probe.status_code == status and probe.json()["code"] == code
+        assert probe.headers["content-type"].startswith("application/problem+json")
+    after = w.get("/v1/status").json()
+    assert after["templates"] == before and after["index"]["in_agreement"]
+    assert name not in [i["name"] for i in w.get("/v1/identities").json()["identities"]]
+
+
+def test_api_and_cli_enroll_into_one_home_at_once(server, tmp_path):
+    """API enrolls one person while the CLI enrolls another into the same home: every template lands once."""
+    ids = sorted(p for p in CELEBA.iterdir() if p.is_dir())
+    api_photos = sorted(ids[20].glob("*.jpg"))[:12]
+    cli_dir = tmp_path / "cli"
+    cli_dir.mkdir()
+    for p in sorted(ids[21].glob("*.jpg"))[:12]:
+        (cli_dir / p.name).write_bytes(p.read_bytes())
+    w = client(server, "write")
+    results = {}
+
+    def via_api() -> None:
+        for p in api_photos:  # one request per photo, interleaving with the CLI's writes
+            results.setdefault("api", []).append(w.post("/v1/identities/api_person/enroll", files=files(p)).json())
+
+    t = threading.Thread(target=via_api)
+    t.start()
+    cli = subprocess.run([sys.executable, "-m", "cli.main", "--home", str(server["home"]), "--json", "enroll",
+                          "cli_person", str(cli_dir)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    t.join(timeout=600)
+    cli_doc = json.loads(cli.stdout)
+    api_accepted = sum(len(d["accepted"]) for d in results["api"])
+    st = w.get("/v1/status").json()
+    people = {i["name"]: i["templates"] for i in w.get("/v1/identities").json()["identities"]}
+    assert people.get("api_person", 0) == api_accepted > 0
+    assert people.get("cli_person", 0) == len(cli_doc["accepted"]) > 0
+    assert st["index"]["in_agreement"] and st["index"]["vectors"] == st["templates"]
+    shas = [t["image_sha256"] for n in ("api_person", "cli_person")
+            for t in w.get(f"/v1/identities/{n}/templates").json()["templates"]]
+    assert len(shas) == len(set(shas))
+
+
+def test_rate_limit_per_key(tmp_path):
+    from idsvc.api import RateLimiter
+    from idsvc.errors import IdsvcError
+
+    lim = RateLimiter(per_minute=3)
+    for _ in range(3):
+        lim.check("k")
+    with pytest.raises(IdsvcError) as err:
+        lim.check("k")
+    assert err.value.code == "rate_limited"
+    lim.check("other")  # buckets are per key
