@@ -371,14 +371,17 @@ def calibrate(data: Path = typer.Argument(..., help="A pairs file (LFW format, w
               save: bool = typer.Option(False, "--save", help="Store the threshold for the active model version."),
               report: Optional[Path] = typer.Option(None, help="Write PNGs and summary.json/.md to this folder."),
               max_pairs: int = typer.Option(3000, help="Cap on genuine pairs built from a folder."),
-              seed: int = typer.Option(0, help="Seed for sampled pairs and the open-set split.")) -> None:
+              seed: int = typer.Option(0, help="Seed for sampled pairs and the open-set split."),
+              confidence: float = typer.Option(0.8, help="FAR thresholds keep the true FAR at or under the target "
+                                               "with this confidence (0.5 ≈ the point estimate).")) -> None:
     """Measure the match threshold (ROC, EER, best accuracy, threshold at a target FAR) on labelled data."""
     from idsvc.workflows import calibrate_data
 
     out, _ = _ctx()
     with out.progress("embedding photos") as advance:
         r = calibrate_data(settings(), data, images=images, mode=mode, target_far=target_far, save=save,
-                           report_dir=report, max_pairs=max_pairs, seed=seed, progress=advance)
+                           report_dir=report, max_pairs=max_pairs, seed=seed, confidence=confidence,
+                           progress=advance)
     out.emit(r)
     out.print(f"{r['model_version']}: {r['genuine']} genuine + {r['impostor']} impostor pairs from {r['images']} "
               f"photos ({r['source']})")

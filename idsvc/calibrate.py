@@ -19,11 +19,15 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from idsvc.errors import IdsvcError
-from idsvc.evaluate import Pair, best_accuracy_threshold, eer, kfold_accuracy, rates, tar_at_far, threshold_at_far
+from idsvc.evaluate import (Pair, allowed_false_accepts, best_accuracy_threshold, eer, kfold_accuracy, min_impostors,
+                            rates, tar_at_far, threshold_at_far)
 from idsvc.imageio import IMAGE_SUFFIXES
 
 TARGET_FARS = (1e-2, 1e-3, 1e-4)
 FOLDS = 10
+#: A FAR threshold is chosen so that the true FAR is at most the target with this confidence (Clopper-Pearson upper
+#: bound on the calibration impostors). 0.5 is close to the point estimate; 0.95 needs ~3/FAR impostor pairs.
+DEFAULT_CONFIDENCE = 0.8
 
 
 @dataclass(frozen=True)
@@ -75,36 +79,42 @@ def data_hash(pairs: list[Pair], sha_of: dict[Path, str]) -> str:
     return h.hexdigest()
 
 
-def far_thresholds(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> list[dict[str, Any]]:
+def far_thresholds(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray,
+                   confidence: float = DEFAULT_CONFIDENCE) -> list[dict[str, Any]]:
     """For each target FAR: the threshold on all pairs, and per fold the threshold chosen on the other folds with
-    the FAR/TAR it gives on the held-out fold. Unsupported FARs (too few impostors) are listed with a reason."""
+    the FAR/TAR it gives on the held-out fold. FARs the impostors cannot support are listed with the reason."""
     n_imp = int((~labels).sum())
     out = []
     for far in TARGET_FARS:
-        row: dict[str, Any] = {"target_far": far, "impostor_pairs": n_imp}
-        if n_imp * far < 1:
-            row.update(supported=False, reason=f"{n_imp} impostor pairs cannot measure FAR {far:g}; "
-                                                f"need at least {int(np.ceil(1 / far))}")
+        row: dict[str, Any] = {"target_far": far, "impostor_pairs": n_imp, "confidence": confidence}
+        k = allowed_false_accepts(n_imp, far, confidence)
+        n_train = int((~labels[folds != folds[0]]).sum()) if len(np.unique(folds)) > 1 else n_imp
+        if k is None or allowed_false_accepts(n_train, far, confidence) is None:
+            row.update(supported=False, reason=f"{n_imp} impostor pairs cannot measure FAR {far:g} with "
+                                                f"{confidence:.0%} confidence; need at least "
+                                                f"{min_impostors(far, confidence) * 10 // 9 + 1} (9 folds of them "
+                                                f"≥ {min_impostors(far, confidence)})")
             out.append(row)
             continue
-        t_all = threshold_at_far(scores, labels, far)
+        t_all = threshold_at_far(scores, labels, far, confidence)
         tar_all, far_all = rates(scores, labels, t_all)
         per_fold = []
-        for k in np.unique(folds):
-            train, test = folds != k, folds == k
-            t = threshold_at_far(scores[train], labels[train], far)
+        for fold in np.unique(folds):
+            train, test = folds != fold, folds == fold
+            t = threshold_at_far(scores[train], labels[train], far, confidence)
             tar, f = rates(scores[test], labels[test], t)
-            per_fold.append({"fold": int(k) + 1, "threshold": t, "tar": tar, "far": f})
+            per_fold.append({"fold": int(fold) + 1, "threshold": t, "tar": tar, "far": f})
         ts = np.array([f["threshold"] for f in per_fold])
-        row.update(supported=True, low_confidence=bool(n_imp * far < 10), threshold=t_all, tar=tar_all,
-                   far=far_all, threshold_std=float(ts.std()),
+        row.update(supported=True, allowed_false_accepts=k, low_confidence=bool(n_imp * far < 10),
+                   threshold=t_all, tar=tar_all, far=far_all, threshold_std=float(ts.std()),
                    heldout_far_mean=float(np.mean([f["far"] for f in per_fold])),
                    heldout_tar_mean=float(np.mean([f["tar"] for f in per_fold])), folds=per_fold)
         out.append(row)
     return out
 
 
-def verification_calibration(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> dict[str, Any]:
+def verification_calibration(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray,
+                             confidence: float = DEFAULT_CONFIDENCE) -> dict[str, Any]:
     labels = labels.astype(bool)
     acc = kfold_accuracy(scores, labels, folds)
     t_best, _ = best_accuracy_threshold(scores, labels)
@@ -114,20 +124,17 @@ def verification_calibration(scores: np.ndarray, labels: np.ndarray, folds: np.n
         "auc": float(roc_auc_score(labels, scores)), "eer": e, "eer_threshold": e_thr,
         "accuracy": acc["accuracy"], "accuracy_std": acc["accuracy_std"], "accuracy_threshold": t_best,
         "accuracy_fold_thresholds": acc["fold_thresholds"], "tar_at_far_1e-3": tar_at_far(scores, labels, 1e-3),
-        "far_thresholds": far_thresholds(scores, labels, folds),
+        "far_thresholds": far_thresholds(scores, labels, folds, confidence),
     }
 
 
-def choose(cal: dict[str, Any], scores: np.ndarray, labels: np.ndarray, mode: str,
-           target_far: float) -> tuple[float, dict[str, Any]]:
+def choose(cal: dict[str, Any], scores: np.ndarray, labels: np.ndarray, mode: str, target_far: float,
+           confidence: float = DEFAULT_CONFIDENCE) -> tuple[float, dict[str, Any]]:
     """The operating point: best accuracy, or the threshold at ``target_far``. Raises ``not_enough_data``."""
     if mode == "accuracy":
         return cal["accuracy_threshold"], {"mode": "accuracy", "target_far": None}
-    n_imp = int((~labels.astype(bool)).sum())
-    if n_imp * target_far < 1:
-        raise IdsvcError("not_enough_data", f"{n_imp} impostor pairs cannot measure FAR {target_far:g}; need at "
-                         f"least {int(np.ceil(1 / target_far))}")
-    return threshold_at_far(scores, labels, target_far), {"mode": "far", "target_far": target_far}
+    return (threshold_at_far(scores, labels, target_far, confidence),
+            {"mode": "far", "target_far": target_far, "confidence": confidence})
 
 
 def open_set(emb: dict[Path, np.ndarray], identities: dict[str, list[Path]], thresholds: list[float],

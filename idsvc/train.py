@@ -420,4 +420,4 @@ def _validate(model: nn.Module, lfw: tuple, lfw_feats: torch.Tensor | None, stag
     rep = verification_report(scores, same, folds)
     return {"accuracy": rep["accuracy"], "accuracy_std": rep["accuracy_std"], "auc": rep["auc"], "eer": rep["eer"],
             "tar_at_far_1e-3": tar_at_far(scores, same, 1e-3), "threshold_best_accuracy": rep["threshold"],
-            "threshold_far_1e-3": threshold_at_far(scores, same, 1e-3)}
+            "threshold_far_1e-3": threshold_at_far(scores, same, 1e-3, 0.8)}

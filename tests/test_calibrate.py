@@ -31,20 +31,32 @@ def test_threshold_helpers_by_hand():
     labels = np.array([1, 1, 1, 0, 0, 0, 0], dtype=bool)
     t, acc = best_accuracy_threshold(scores, labels)
     assert 0.4 < t <= 0.7 and acc == pytest.approx(6 / 7)
-    # 4 impostors: FAR 0.25 lets one through, so the threshold sits just above the second-highest impostor (0.4).
-    t25 = threshold_at_far(scores, labels, 0.25)
-    assert 0.4 < t25 <= 0.4 + 1e-6 and (scores[~labels] >= t25).sum() == 1
+    # 4 impostors at 50% confidence: the Clopper-Pearson bound with 0 false accepts is 1 − 0.5^(1/4) = 0.159 ≤ 0.25,
+    # with 1 it is 0.386 > 0.25, so none may pass: the threshold sits just above the highest impostor (0.75).
+    t25 = threshold_at_far(scores, labels, 0.25, confidence=0.5)
+    assert 0.75 < t25 <= 0.75 + 1e-6 and (scores[~labels] >= t25).sum() == 0
     folds = np.array([0, 0, 1, 1, 0, 1, 1])
     k = kfold_accuracy(scores, labels, folds)
     assert len(k["fold_accuracy"]) == 2 and 0 <= k["accuracy"] <= 1
 
 
+def test_allowed_false_accepts_follow_the_clopper_pearson_bound():
+    from idsvc.evaluate import allowed_false_accepts, min_impostors
+
+    # LFW's 9 calibration folds hold 2,700 impostors: the point estimate allows 2 at FAR 1e-3 ...
+    assert allowed_false_accepts(2700, 1e-3, 0.5) == 2
+    # ... but to keep the true FAR ≤ 1e-3 with 80% confidence, none may pass (bound with one: 2.99/2700 > 1e-3).
+    assert allowed_false_accepts(2700, 1e-3, 0.8) == 0
+    assert allowed_false_accepts(3000, 1e-3, 0.8) == 1
+    assert allowed_false_accepts(1000, 1e-3, 0.8) is None and min_impostors(1e-3, 0.8) == 1609
+
+
 def test_far_rows_refuse_what_the_data_cannot_measure():
     rng = np.random.default_rng(0)
-    scores = np.r_[rng.normal(0.7, 0.1, 1500), rng.normal(0.1, 0.1, 1500)]
-    labels = np.r_[np.ones(1500, bool), np.zeros(1500, bool)]
-    rows = {r["target_far"]: r for r in far_thresholds(scores, labels, np.arange(3000) % 10)}
-    assert rows[1e-2]["supported"] and not rows[1e-4]["supported"] and "1500 impostor pairs" in rows[1e-4]["reason"]
+    scores = np.r_[rng.normal(0.7, 0.1, 3000), rng.normal(0.1, 0.1, 3000)]
+    labels = np.r_[np.ones(3000, bool), np.zeros(3000, bool)]
+    rows = {r["target_far"]: r for r in far_thresholds(scores, labels, np.arange(6000) % 10)}
+    assert rows[1e-2]["supported"] and not rows[1e-4]["supported"] and "3000 impostor pairs" in rows[1e-4]["reason"]
     assert rows[1e-3]["supported"] and rows[1e-3]["low_confidence"]
     assert len(rows[1e-2]["folds"]) == 10
 
@@ -80,7 +92,7 @@ def test_calibrate_folder_saves_threshold_that_verify_then_uses(celeba_folder, t
     assert doc["saved"]["value"] == pytest.approx(doc["threshold"])
     assert doc["open_set"]["gallery_identities"] >= 8 and doc["open_set"]["non_mated_probes"] > 0
     unsupported = [row for row in doc["far_thresholds"] if not row["supported"]]
-    assert {row["target_far"] for row in unsupported} == {1e-3, 1e-4}  # 120 impostors cannot measure those
+    assert {row["target_far"] for row in unsupported} == {1e-2, 1e-3, 1e-4}  # 120 impostors measure none of them
     for name in ("roc", "scores", "error_rates", "false_accepts", "false_rejects"):
         with Image.open(report / f"{name}.png") as img:
             assert img.size[0] > 300 and img.size[1] > 200
@@ -97,7 +109,7 @@ def test_calibrate_folder_saves_threshold_that_verify_then_uses(celeba_folder, t
 
 def test_calibrate_refuses_an_unmeasurable_far(celeba_folder, tmp_path):
     r = runner.invoke(app, ["--home", str(tmp_path / "h"), "calibrate", str(celeba_folder), "--target-far", "1e-4"])
-    assert r.exit_code == 2 and "cannot measure FAR 0.0001" in r.stderr
+    assert r.exit_code == 2 and "cannot measure FAR 0.0001 with 80% confidence" in r.stderr
 
 
 @pytest.mark.slow
