@@ -12,11 +12,45 @@ ARCHS = ("inception_resnet_v1", "compact")
 INPUT_SIZE = {"inception_resnet_v1": 160, "compact": 112}
 
 
-class InceptionResnetV1Net(nn.Module):
+class StagedNet(nn.Module):
+    """A trunk of named stages plus a head. Training freezes a prefix of stages and caches its output once
+    (``forward_until``), then trains the rest (``forward_from``)."""
+
+    STAGES: tuple[str, ...] = ()
+
+    def stage(self, name: str) -> nn.Module:
+        return getattr(self, name)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def forward_until(self, x: torch.Tensor, stage: str) -> torch.Tensor:
+        """Run the stages up to and including ``stage``."""
+        for name in self.STAGES:
+            x = self.stage(name)(x)
+            if name == stage:
+                return x
+        raise ValueError(f"unknown stage {stage!r}")
+
+    def forward_from(self, x: torch.Tensor, after: str | None) -> torch.Tensor:
+        """Run the stages after ``after`` (None = from the input), then the head."""
+        start = 0 if after is None else self.STAGES.index(after) + 1
+        for name in self.STAGES[start:]:
+            x = self.stage(name)(x)
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_from(x, None)
+
+
+class InceptionResnetV1Net(StagedNet):
     """facenet-pytorch's Inception-ResNet-v1 with davidsandberg/facenet's 128-d bottleneck + BatchNorm.
 
-    ``STAGES`` are the trunk's modules in order, so training can freeze a prefix and cache its output once
-    (``forward_until`` / ``forward_from``); on a 2-core CPU that turns an hour-long epoch into minutes.
+    ``STAGES`` are the trunk's modules in order; freezing through ``repeat_2`` or ``repeat_3`` and caching turns a
+    2-core CPU epoch of most of an hour into minutes.
     """
 
     STAGES = ("conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "conv2d_4b",
@@ -32,25 +66,16 @@ class InceptionResnetV1Net(nn.Module):
         self.trunk = trunk
         self.embedding_size = embedding_size
 
-    def forward_until(self, x: torch.Tensor, stage: str) -> torch.Tensor:
-        """Run the stages up to and including ``stage``."""
-        for name in self.STAGES:
-            x = getattr(self.trunk, name)(x)
-            if name == stage:
-                return x
-        raise ValueError(f"unknown stage {stage!r}")
+    def stage(self, name: str) -> nn.Module:
+        return getattr(self.trunk, name)
 
-    def forward_from(self, x: torch.Tensor, after: str | None) -> torch.Tensor:
-        """Run the stages after ``after`` (None = from the input) and the head."""
-        start = 0 if after is None else self.STAGES.index(after) + 1
-        for name in self.STAGES[start:]:
-            x = getattr(self.trunk, name)(x)
+    def head(self, x: torch.Tensor) -> torch.Tensor:
         t = self.trunk
         x = t.dropout(t.avgpool_1a(x)).flatten(1)
         return t.last_bn(t.last_linear(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_from(x, None)
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [*self.trunk.last_linear.parameters(), *self.trunk.last_bn.parameters()]
 
 
 def _conv_bn(cin: int, cout: int, k: int, s: int, groups: int = 1, act: bool = True,
@@ -75,11 +100,8 @@ class _InvertedResidual(nn.Module):
         return x + y if self.residual else y
 
 
-class CompactNet(nn.Module):
-    """A MobileFaceNet-style network for 112×112 crops (about 1M parameters): small enough to train on a CPU.
-
-    STAGES mirror ``InceptionResnetV1Net`` so that training code can freeze and cache a prefix the same way.
-    """
+class CompactNet(StagedNet):
+    """A MobileFaceNet-style network for 112×112 crops (0.7M parameters): small enough to train on a CPU."""
 
     STAGES = ("stem", "stage1", "stage2", "stage3", "stage4")
 
@@ -96,22 +118,12 @@ class CompactNet(nn.Module):
         self.bn = nn.BatchNorm1d(embedding_size)
         self.embedding_size = embedding_size
 
-    def forward_until(self, x: torch.Tensor, stage: str) -> torch.Tensor:
-        for name in self.STAGES:
-            x = getattr(self, name)(x)
-            if name == stage:
-                return x
-        raise ValueError(f"unknown stage {stage!r}")
-
-    def forward_from(self, x: torch.Tensor, after: str | None) -> torch.Tensor:
-        start = 0 if after is None else self.STAGES.index(after) + 1
-        for name in self.STAGES[start:]:
-            x = getattr(self, name)(x)
+    def head(self, x: torch.Tensor) -> torch.Tensor:
         x = self.gdc(x).flatten(1)
         return self.bn(self.linear(self.dropout(x)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_from(x, None)
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [*self.gdc.parameters(), *self.linear.parameters(), *self.bn.parameters()]
 
 
 def build(arch: str, embedding_size: int = 128) -> nn.Module:

@@ -16,6 +16,14 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def roc_plot(path: Path, scores: np.ndarray, labels: np.ndarray, title: str,
              operating: tuple[float, str] | None = None) -> Path:
     """ROC on a log FAR axis; ``operating`` = (threshold, label) marks the chosen point."""
@@ -39,11 +47,7 @@ def roc_plot(path: Path, scores: np.ndarray, labels: np.ndarray, title: str,
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def histogram_plot(path: Path, scores: np.ndarray, labels: np.ndarray, threshold: float, title: str) -> Path:
@@ -57,11 +61,7 @@ def histogram_plot(path: Path, scores: np.ndarray, labels: np.ndarray, threshold
     ax.set_ylabel("pairs")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def error_rates_plot(path: Path, scores: np.ndarray, labels: np.ndarray, threshold: float, title: str) -> Path:
@@ -80,11 +80,7 @@ def error_rates_plot(path: Path, scores: np.ndarray, labels: np.ndarray, thresho
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def contact_sheet(path: Path, rows: list[tuple[np.ndarray, np.ndarray, str]], title: str) -> Path:
@@ -102,8 +98,4 @@ def contact_sheet(path: Path, rows: list[tuple[np.ndarray, np.ndarray, str]], ti
         axes[0][0].axis("off")
         axes[0][1].axis("off")
     fig.suptitle(title, fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

@@ -221,9 +221,9 @@ def train(cfg: TrainConfig, settings: Settings, event: Event | None = None) -> d
             p.requires_grad_(False)
         suffix = model.STAGES[model.STAGES.index(stage) + 1:]
         for name_ in suffix:
-            for p in getattr(model.trunk if hasattr(model, "trunk") else model, name_).parameters():
+            for p in model.stage(name_).parameters():
                 p.requires_grad_(True)
-        for p in _head_params(model):
+        for p in model.head_parameters():
             p.requires_grad_(True)
         pkey = _key(init_version or f"seed{cfg.seed}", stage, len(crops), cfg.flip, crops[:4].sum())
         ppath = settings.cache_dir / "train" / f"prefix-{pkey}.pt"
@@ -371,12 +371,6 @@ def train(cfg: TrainConfig, settings: Settings, event: Event | None = None) -> d
         threshold=final_lfw.get("threshold_far_1e-3"),
     )
     return save_checkpoint(cfg.out, model, card, fp16=cfg.fp16)
-
-
-def _head_params(model: nn.Module) -> list[nn.Parameter]:
-    if hasattr(model, "trunk"):
-        return list(model.trunk.last_linear.parameters()) + list(model.trunk.last_bn.parameters())
-    return list(model.gdc.parameters()) + list(model.linear.parameters()) + list(model.bn.parameters())
 
 
 def _forward(model: nn.Module, x: torch.Tensor, stage: str | None, device: torch.device,
