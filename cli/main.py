@@ -474,7 +474,8 @@ def train(data_dir: Path = typer.Argument(..., help="One folder of photos per id
     with out.progress("training") as advance:
         def event(e: dict) -> None:
             if e["phase"] == "step":
-                advance(1, total=e["total"])
+                advance(1, total=e["total"], description=f"epoch {e['epoch']}/{e['epochs']} loss {e['loss']:.3f} "
+                                                         f"acc {e['accuracy']:.3f}")
             elif e["phase"] == "epoch":
                 msg = (f"epoch {e['epoch']}: loss {e['loss']:.3f} (softmax {e['softmax']:.3f}, center "
                        f"{e['center']:.3f}), train accuracy {e['accuracy']:.3f}, intra-class distance "

@@ -49,19 +49,21 @@ class Output:
 
     @contextmanager
     def progress(self, description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
-        """A Rich bar on stderr; yields ``advance(n=1, total=None)``. Silent with --quiet, and when stderr is not a
+        """A Rich bar on stderr; yields ``advance(n=1, total=None, description=None)``. Silent with --quiet, and when stderr is not a
         terminal (cron, pipes, tests), so logs get results rather than bar frames."""
         if self.quiet or not self.err.is_terminal:
-            yield lambda n=1, total=None: None
+            yield lambda n=1, total=None, description=None: None
             return
         columns = [TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TimeRemainingColumn()]
         with Progress(*columns, console=self.err, transient=True) as bar:
             task = bar.add_task(description, total=total)
 
-            def advance(n: int = 1, total: int | None = None) -> None:
+            def advance(n: int = 1, total: int | None = None, description: str | None = None) -> None:
                 if total is not None:
                     bar.update(task, total=total)
+                if description is not None:
+                    bar.update(task, description=description)
                 if n:
                     bar.advance(task, n)
 

@@ -97,5 +97,7 @@ def contact_sheet(path: Path, rows: list[tuple[np.ndarray, np.ndarray, str]], ti
         axes[0][0].text(0.5, 0.5, "none", ha="center")
         axes[0][0].axis("off")
         axes[0][1].axis("off")
-    fig.suptitle(title, fontsize=10)
+    import textwrap
+
+    fig.suptitle(textwrap.fill(title, 42), fontsize=9)
     return _save(plt, fig, path)
