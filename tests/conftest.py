@@ -97,3 +97,12 @@ def lfw_people(min_photos: int, count: int, offset: int = 0) -> list[tuple[str, 
         if n >= min_photos:
             people.append((d.name, n))
     return people[offset:offset + count]
+
+
+def copy_celeba(root: Path, identities: int, per_identity: int) -> Path:
+    """The first ``identities`` CelebA identity folders, ``per_identity`` photos each, copied under ``root``."""
+    for d in sorted(p for p in CELEBA.iterdir() if p.is_dir())[:identities]:
+        (root / d.name).mkdir(parents=True)
+        for f in sorted(d.glob("*.jpg"))[:per_identity]:
+            shutil.copy(f, root / d.name / f.name)
+    return root

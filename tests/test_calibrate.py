@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from idsvc.calibrate import far_thresholds, folder_pairs
 from idsvc.evaluate import best_accuracy_threshold, kfold_accuracy, read_pairs, threshold_at_far
-from tests.conftest import CELEBA, LFW
+from tests.conftest import LFW, copy_celeba
 
 runner = CliRunner()
 
@@ -63,12 +62,8 @@ def test_far_rows_refuse_what_the_data_cannot_measure():
 
 @pytest.fixture
 def celeba_folder(tmp_path):
-    root = tmp_path / "people"
-    for d in sorted(p for p in CELEBA.iterdir() if p.is_dir())[:12]:
-        (root / d.name).mkdir(parents=True)
-        for f in sorted(d.glob("*.jpg"))[:5]:
-            shutil.copy(f, root / d.name / f.name)
-    return root
+    """Twelve real CelebA identities, five photos each."""
+    return copy_celeba(tmp_path / "people", 12, 5)
 
 
 def test_folder_pairs_are_balanced_and_seeded(celeba_folder):

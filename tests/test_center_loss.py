@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import torch
 from idsvc.center_loss import CenterLoss
 from idsvc.settings import load_settings
 from idsvc.train import TrainConfig, train
-from tests.conftest import CELEBA
+from tests.conftest import copy_celeba
 
 
 def test_loss_is_half_mean_squared_distance_to_class_centre():
@@ -46,12 +45,7 @@ def test_gradient_flows_to_features_not_centres():
 @pytest.fixture
 def small_celeba(tmp_path):
     """Six real CelebA identities, ten photos each, copied into tmp_path."""
-    root = tmp_path / "celeba"
-    for d in sorted(p for p in CELEBA.iterdir() if p.is_dir())[:6]:
-        (root / d.name).mkdir(parents=True)
-        for f in sorted(d.glob("*.jpg"))[:10]:
-            shutil.copy(f, root / d.name / f.name)
-    return root
+    return copy_celeba(tmp_path / "celeba", 6, 10)
 
 
 def test_fine_tuning_few_steps_center_term_active_and_resume(small_celeba, tmp_path, model_path):
