@@ -8,7 +8,6 @@ The schema is Alembic's: a new database is migrated to head on first open.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,11 +38,6 @@ def from_blobs(blobs: list[bytes], dim: int) -> np.ndarray:
     if not blobs:
         return np.zeros((0, dim), dtype=np.float32)
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
-
-
-def ids_checksum(ids: np.ndarray) -> str:
-    """sha256 of the sorted int64 ids: cheap agreement check between registry and index."""
-    return hashlib.sha256(np.sort(np.asarray(ids, dtype="<i8")).tobytes()).hexdigest()
 
 
 @dataclass
@@ -135,6 +129,10 @@ class Registry:
             count = conn.execute(select(func.count()).select_from(t.templates)
                                  .where(t.templates.c.identity_id == row["id"])).scalar_one()
         return _identity_dict(row, count)
+
+    def has_identity(self, name: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(t.identities.c.id).where(t.identities.c.name == name)).first() is not None
 
     def identities(self) -> list[dict[str, Any]]:
         counts = (select(t.templates.c.identity_id, func.count().label("n"))

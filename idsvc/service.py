@@ -227,7 +227,7 @@ class Service:
         with self.write_lock():
             state = self.open_index()
             index = state.index
-            existed = any(i["name"] == name for i in self.registry.identities())
+            existed = self.registry.has_identity(name)
             pending: list[tuple[str, LoadedImage, FaceCrop]] = []
             seen: set[str] = set()
 
