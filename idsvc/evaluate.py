@@ -186,11 +186,13 @@ class EmbeddingCache:
 
 
 def embed_photos(pipeline, paths: list[Path], cache: EmbeddingCache,
-                 progress: Callable[[int], None] | None = None, chunk: int = 256) -> tuple[np.ndarray, int]:
+                 progress: Callable[[int], None] | None = None, chunk: int = 256,
+                 shas: list[str] | None = None) -> tuple[np.ndarray, int]:
     """((N, D) embeddings, photos with no face found) for whole photos: the chosen face, or a centre crop where
     none is found. Photos are read once to hash them; only unseen hashes go through detection and the encoder.
+    ``shas`` (the photos' sha256, when the caller already has them) saves reading every photo a second time.
     """
-    shas = [path_sha256(p) for p in paths]
+    shas = shas if shas is not None else [path_sha256(p) for p in paths]
     todo = sorted({s: p for s, p in zip(shas, paths) if cache.get(s) is None}.items())
     done = len(paths) - len(todo)
     if progress and done:

@@ -107,9 +107,9 @@ def calibrate_data(settings: Settings, data: Path, *, images: Path | None = None
     if progress:
         progress(0, total=len(photos))
     cache = EmbeddingCache(settings.cache_dir, encoder.version)
-    vectors, no_face = embed_photos(pipeline, photos, cache, progress)
-    emb = dict(zip(photos, vectors))
     sha_of = {p: path_sha256(p) for p in photos}
+    vectors, no_face = embed_photos(pipeline, photos, cache, progress, shas=[sha_of[p] for p in photos])
+    emb = dict(zip(photos, vectors))
     pairs = pairset.pairs
     scores = np.array([float(emb[p.a] @ emb[p.b]) for p in pairs])
     labels = np.array([p.same for p in pairs], dtype=bool)
