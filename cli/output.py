@@ -1,13 +1,17 @@
-"""The CLI's one place for output and errors: ``--json`` documents, Rich tables, progress bars and exit codes.
+"""The CLI's one place for output and errors: ``--json`` documents, Rich rendering, progress bars and exit codes.
 
-Exit codes: 0 ok / match; 1 the answer is negative (not the same person, unknown face); 2 usage or input error;
-3 internal error; 4 busy (another writer holds the lock).
+With ``--json``, stdout carries exactly one JSON document and tables go to stderr (``--quiet`` drops them); without
+it, tables go to stdout. Exit codes come from ``idsvc.errors.CODES``: 0 ok / match; 1 the answer is negative (not the
+same person, unknown face); 2 usage or input error; 3 internal error; 4 busy; 5 the home, database or configuration
+needs an operator.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -20,13 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from idsvc.errors import IdsvcError
 
-EXIT_OK, EXIT_NEGATIVE, EXIT_INPUT, EXIT_INTERNAL, EXIT_BUSY = 0, 1, 2, 3, 4
-_EXIT_BY_KIND = {"input": EXIT_INPUT, "not_found": EXIT_INPUT, "conflict": EXIT_INPUT, "auth": EXIT_INPUT,
-                 "busy": EXIT_BUSY, "internal": EXIT_INTERNAL}
-
-
-#: Set by the app's callback on every invocation: {"out": Output, "overrides": {...}}.
-STATE: dict[str, Any] = {}
+Advance = Callable[..., None]
 
 
 class Output:
@@ -40,17 +38,22 @@ class Output:
 
     def emit(self, doc: Any) -> None:
         if self.json:
-            sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+            sys.stdout.write(json.dumps(doc, indent=2, default=str, allow_nan=False) + "\n")
             sys.stdout.flush()
 
     def print(self, *things: Any) -> None:
-        if not self.quiet and not self.json:
+        if not self.quiet:
             self.out.print(*things)
 
+    def note(self, message: str) -> None:
+        """A progress line on stderr (never stdout), unless --quiet."""
+        if not self.quiet:
+            self.err.print(message, markup=False)
+
     @contextmanager
-    def progress(self, description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
-        """A Rich bar on stderr; yields ``advance(n=1, total=None, description=None)``. Silent with --quiet, and when stderr is not a
-        terminal (cron, pipes, tests), so logs get results rather than bar frames."""
+    def progress(self, description: str, total: int | None = None) -> Iterator[Advance]:
+        """A Rich bar on stderr; yields ``advance(n=1, total=None, description=None)``. Silent with --quiet, and when
+        stderr is not a terminal (cron, pipes, tests), so logs get results rather than bar frames."""
         if self.quiet or not self.err.is_terminal:
             yield lambda n=1, total=None, description=None: None
             return
@@ -70,30 +73,35 @@ class Output:
             yield advance
 
 
-def fail(out: Output | None, exc: IdsvcError) -> typer.Exit:
-    """Print ``Error: <message>`` on stderr (and the error as JSON under --json); return the Exit to raise."""
-    if out is not None and out.json:
-        out.emit({"error": exc.to_dict()})
+def error_line(exc: IdsvcError) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"Error: {exc.message}", markup=False)
-    return typer.Exit(_EXIT_BY_KIND.get(exc.kind, EXIT_INTERNAL))
+
+
+def fail(out: Output | None, exc: IdsvcError, *, emit: bool = True) -> typer.Exit:
+    """Print ``Error: <message>`` on stderr (and, under --json with ``emit``, the error as the JSON document);
+    return the Exit to raise, with the code's exit status from the one table."""
+    if out is not None and out.json and emit:
+        out.emit({"error": exc.to_dict()})
+    error_line(exc)
+    return typer.Exit(exc.exit_code)
 
 
 def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The CLI's one error mapping. Library errors → one line + documented exit code; anything unexpected → a
-    one-line internal error (the traceback only with IDSVC_DEBUG=1). typer.Exit passes through untouched."""
+    """The CLI's one error mapping. Library errors → one line + their exit code; anything unexpected → a one-line
+    internal error, exit 3 (the traceback only with IDSVC_DEBUG=1). typer.Exit passes through untouched."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        out = STATE.get("out")
+        ctx = kwargs.get("ctx")  # every command takes ``ctx: typer.Context``
+        out = getattr(ctx.find_root().obj, "out", None) if ctx is not None else None
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt, typer.BadParameter):
+        except (typer.Exit, typer.Abort, typer.BadParameter, KeyboardInterrupt):
             raise
         except IdsvcError as exc:
             raise fail(out, exc) from None
         except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become an exit code
-            import os
-
+            logging.getLogger("idsvc").debug("internal error", exc_info=True)
             if os.environ.get("IDSVC_DEBUG"):
                 traceback.print_exc()
             raise fail(out, IdsvcError("internal", f"internal error: {exc.__class__.__name__}: {exc}")) from None

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from idsvc.detect import Face
+from idsvc.errors import IdsvcError
 
 #: (5, 2) landmarks at 160×160: left eye, right eye, nose, left and right mouth corner.
 TEMPLATE_160 = np.array(
@@ -119,13 +120,13 @@ def quality_problems(q: Quality, *, min_face_px: float, min_det_prob: float, min
 def save_crop(path: str, crop: np.ndarray) -> None:
     """Write an aligned crop losslessly (PNG), so re-embedding it later reproduces the original input exactly."""
     if not cv2.imwrite(path, cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
+        raise IdsvcError("home_unwritable", f"could not write the crop {path}", path=path)
 
 
 def read_crop(path: str) -> np.ndarray:
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None:
-        raise OSError(f"could not read {path}")
+        raise IdsvcError("crop_missing", f"could not read the crop {path}", path=path)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 

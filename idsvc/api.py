@@ -10,30 +10,30 @@ request sees index changes made elsewhere (the manifest is re-checked on every s
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from idsvc.errors import IdsvcError
 from idsvc.service import Service
 from idsvc.settings import Settings, load_settings
 
-STATUS = {"input": 400, "not_found": 404, "conflict": 409, "busy": 503, "internal": 500}
-SPECIAL = {"too_large": 413, "no_face": 422, "multiple_faces": 422, "low_quality": 422, "unauthorized": 401,
-           "forbidden": 403, "rate_limited": 429, "timeout": 504}
+log = logging.getLogger(__name__)
+#: Starlette's own refusals (unknown route, wrong method, malformed multipart) as stable codes.
+HTTP_CODES = {404: ("invalid_argument", 404), 405: ("invalid_argument", 405)}
 
 
-def http_status(exc: IdsvcError) -> int:
-    return SPECIAL.get(exc.code, STATUS.get(exc.kind, 500))
-
-
-def problem(exc: IdsvcError) -> JSONResponse:
-    status = http_status(exc)
+def problem(exc: IdsvcError, status: int | None = None) -> JSONResponse:
+    """An RFC 7807 problem body with the library's stable code; the status comes from the one error table."""
+    status = status or exc.http_status
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(status_code=status, headers=headers, media_type="application/problem+json", content={
         "type": f"https://idsvc.dev/errors/{exc.code}", "title": exc.code.replace("_", " "), "status": status,
@@ -55,7 +55,7 @@ class BodyLimit:
                 scope, receive, send)
         seen = 0
 
-        async def counted() -> dict:
+        async def counted() -> MutableMapping[str, Any]:
             nonlocal seen
             msg = await receive()
             seen += len(msg.get("body", b""))
@@ -95,11 +95,28 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
 
     @app.on_event("startup")
     async def _load() -> None:  # load models before the first request, not during it
-        await asyncio.to_thread(lambda: (svc.registry, svc.pipeline, svc.open_index()))
+        await asyncio.to_thread(svc.warm_up)
 
     @app.exception_handler(IdsvcError)
     async def _idsvc_error(_: Request, exc: IdsvcError) -> JSONResponse:
         return problem(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
+                  for e in exc.errors()]  # never the input itself: it may be an upload's bytes
+        first = errors[0] if errors else {"field": "?", "problem": "invalid request"}
+        return problem(IdsvcError("invalid_argument", f"{first['field']}: {first['problem']}", errors=errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, status = HTTP_CODES.get(exc.status_code, ("invalid_argument", exc.status_code))
+        return problem(IdsvcError(code, str(exc.detail)), status)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error")
+        return problem(IdsvcError("internal", f"internal error: {exc.__class__.__name__}"))
 
     async def call(fn: Callable[[], Any]) -> Any:
         def locked() -> Any:
@@ -192,3 +209,20 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
 def app_factory() -> ASGIApp:
     """uvicorn's entry point (``--factory``): settings from IDSVC_* variables, set by ``idsvc serve``."""
     return create_app()
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    """Run the API under uvicorn. Worker processes rebuild their settings from ``IDSVC_*``, so the resolved ones
+    are handed down through the environment."""
+    import os
+
+    import uvicorn
+
+    os.environ["IDSVC_HOME"] = str(settings.home)
+    if "model" in settings.model_fields_set:
+        os.environ["IDSVC_MODEL"] = str(settings.model)
+    if settings.db:
+        os.environ["IDSVC_DB"] = settings.db
+    os.environ["IDSVC_DEVICE"] = settings.device
+    uvicorn.run("idsvc.api:app_factory", factory=True, host=host, port=port, workers=workers,
+                log_level="info", access_log=True)

@@ -52,7 +52,10 @@ def folder_identities(root: Path) -> dict[str, list[Path]]:
 
 
 def folder_pairs(root: Path, max_pairs: int = 3000, seed: int = 0) -> PairSet:
-    """All genuine pairs (sampled down to ``max_pairs``) and as many seeded impostor pairs, spread over 10 folds."""
+    """All genuine pairs (sampled down to ``max_pairs``) and as many seeded impostor pairs as exist, up to the same
+    number, spread over 10 folds. Raises ``invalid_argument`` and ``not_enough_data``."""
+    if max_pairs < 1:
+        raise IdsvcError("invalid_argument", f"--max-pairs must be at least 1, not {max_pairs}")
     ids = folder_identities(root)
     rng = random.Random(seed)
     genuine = [(a, b) for files in ids.values() for a, b in itertools.combinations(files, 2)]
@@ -60,16 +63,27 @@ def folder_pairs(root: Path, max_pairs: int = 3000, seed: int = 0) -> PairSet:
         raise IdsvcError("not_enough_data", f"{root}: no identity has two photos, so there are no genuine pairs")
     if len(genuine) > max_pairs:
         genuine = rng.sample(genuine, max_pairs)
-    names = list(ids)
-    impostor: set[tuple[Path, Path]] = set()
-    while len(impostor) < len(genuine):
-        n1, n2 = rng.sample(names, 2)
-        impostor.add((rng.choice(ids[n1]), rng.choice(ids[n2])))
+    impostor = _impostor_pairs(ids, len(genuine), rng)
     pairs = [Pair(a, b, True, 0) for a, b in genuine] + [Pair(a, b, False, 0) for a, b in sorted(impostor)]
     order = list(range(len(pairs)))
     rng.shuffle(order)
     pairs = [Pair(pairs[i].a, pairs[i].b, pairs[i].same, k % FOLDS) for k, i in enumerate(order)]
     return PairSet(pairs, "folder", ids)
+
+
+def _impostor_pairs(ids: dict[str, list[Path]], wanted: int, rng: random.Random) -> set[tuple[Path, Path]]:
+    """Up to ``wanted`` distinct cross-identity pairs. When they are few (an unbalanced folder), all are listed and
+    sampled, so the loop never waits for pairs that do not exist; otherwise they are drawn at random."""
+    names = list(ids)
+    available = sum(len(ids[a]) * len(ids[b]) for a, b in itertools.combinations(names, 2))
+    if available <= 4 * wanted:
+        every = [(x, y) for a, b in itertools.combinations(names, 2) for x in ids[a] for y in ids[b]]
+        return set(rng.sample(every, min(wanted, len(every))))
+    impostor: set[tuple[Path, Path]] = set()
+    while len(impostor) < wanted:  # at most a quarter of the space is taken, so a draw is new ≥ 75% of the time
+        n1, n2 = rng.sample(names, 2)
+        impostor.add((rng.choice(ids[n1]), rng.choice(ids[n2])))
+    return impostor
 
 
 def data_hash(pairs: list[Pair], sha_of: dict[Path, str]) -> str:

@@ -46,7 +46,7 @@ def make_card(*, name: str, arch: str, embedding_size: int, normalize: str, sour
               training: dict[str, Any] | None = None, lfw: dict[str, Any] | None = None,
               threshold: float | None = None, notes: str = "") -> dict[str, Any]:
     if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {NORMALIZATIONS}")
+        raise IdsvcError("model_invalid", f"normalize must be one of {NORMALIZATIONS}, not {normalize!r}")
     return {
         "name": name,
         "arch": arch,
@@ -194,3 +194,15 @@ def load_encoder(path: str | Path, *, device: str = "auto", batch_size: int = 32
                          path=str(path)) from None
     model.eval().to(dev)
     return Encoder(model=model, card=card, device=dev, path=Path(path), batch_size=batch_size)
+
+
+def update_card(path: Path, changes: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite a checkpoint with card fields changed (weights untouched, so the model version stays)."""
+    blob = read_checkpoint(path)
+    blob["card"].update(changes)
+    tmp = Path(str(path) + ".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+    card = dict(blob["card"], file_sha256=file_sha256(Path(path)))
+    Path(str(path) + ".card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card

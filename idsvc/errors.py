@@ -1,41 +1,69 @@
-"""One error root with stable, snake_case codes.
+"""One error root with stable, snake_case codes, and the one table that maps each code to its CLI exit code and its
+HTTP status.
 
-Library code raises these and nothing else on purpose; each skin (CLI, HTTP) maps ``code`` to an exit code or an HTTP
-status in exactly one place, so the same failure reads the same everywhere.
+Library code raises ``IdsvcError`` and nothing else on purpose; the CLI and the HTTP API each read ``exit_code`` or
+``http_status`` from the table below, so the same failure reads the same everywhere and a new code is one new row.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-#: code -> kind. "input": the caller gave us something we cannot use (exit 2, HTTP 4xx); "not_found": a named thing
-#: does not exist (exit 2, HTTP 404); "conflict": the request clashes with stored state (exit 2, HTTP 409);
-#: "busy": another process holds the lock (its own exit code, HTTP 503); "internal": our fault (exit 3, HTTP 500).
-CODES: dict[str, str] = {
-    "file_not_found": "input",
-    "not_an_image": "input",
-    "truncated_image": "input",
-    "image_too_small": "input",
-    "too_large": "input",
-    "no_face": "input",
-    "multiple_faces": "input",
-    "low_quality": "input",
-    "invalid_argument": "input",
-    "invalid_pairs_file": "input",
-    "not_enough_data": "input",
-    "model_invalid": "input",
-    "identity_not_found": "not_found",
-    "template_not_found": "not_found",
-    "key_not_found": "not_found",
-    "identity_exists": "conflict",
-    "model_mismatch": "conflict",
-    "busy": "busy",
-    "unauthorized": "auth",
-    "forbidden": "auth",
-    "rate_limited": "auth",
-    "timeout": "busy",
-    "index_corrupt": "internal",
-    "internal": "internal",
+#: Exit codes of the CLI, documented in the README and ``idsvc --help``.
+EXIT_NEGATIVE = 1  # the answer is "no": not the same person, unknown face, problems remain
+EXIT_INPUT = 2  # usage or input error: bad option, bad image, unknown identity
+EXIT_INTERNAL = 3  # our fault: a bug or an unexpected failure
+EXIT_BUSY = 4  # another process holds the write lock, or a request ran out of time
+EXIT_STATE = 5  # the home, its database or its configuration is not usable as it stands
+
+
+class Mapping(NamedTuple):
+    exit_code: int
+    http_status: int
+    meaning: str
+
+
+#: code -> (exit code, HTTP status, what it means). The only place either number is chosen.
+CODES: dict[str, Mapping] = {
+    # input: the caller gave us something we cannot use
+    "file_not_found": Mapping(EXIT_INPUT, 400, "a named file or folder does not exist"),
+    "not_an_image": Mapping(EXIT_INPUT, 400, "the bytes are not a decodable image"),
+    "truncated_image": Mapping(EXIT_INPUT, 400, "the image file is cut short"),
+    "image_too_small": Mapping(EXIT_INPUT, 400, "the image is smaller than the minimum side"),
+    "too_large": Mapping(EXIT_INPUT, 413, "the image or request body is over its limit"),
+    "no_face": Mapping(EXIT_INPUT, 422, "no face was found"),
+    "multiple_faces": Mapping(EXIT_INPUT, 422, "enrollment needs one unambiguous face"),
+    "low_quality": Mapping(EXIT_INPUT, 422, "the face fails the enrollment quality gate"),
+    "invalid_argument": Mapping(EXIT_INPUT, 400, "an option or field is out of range or malformed"),
+    "invalid_pairs_file": Mapping(EXIT_INPUT, 400, "a pairs file cannot be parsed"),
+    "not_enough_data": Mapping(EXIT_INPUT, 400, "too few photos, pairs or identities for the job"),
+    "model_invalid": Mapping(EXIT_INPUT, 400, "a checkpoint file is not a usable idsvc model"),
+    # not found / conflict: the request names stored state that is missing or clashes
+    "identity_not_found": Mapping(EXIT_INPUT, 404, "no identity of that name"),
+    "template_not_found": Mapping(EXIT_INPUT, 404, "no template with that id"),
+    "key_not_found": Mapping(EXIT_INPUT, 404, "no active API key of that name"),
+    "identity_exists": Mapping(EXIT_INPUT, 409, "an identity of that name exists"),
+    "key_exists": Mapping(EXIT_INPUT, 409, "an API key of that name exists"),
+    "already_enrolled": Mapping(EXIT_INPUT, 409, "the same image is enrolled under another identity"),
+    "model_mismatch": Mapping(EXIT_INPUT, 409, "templates of another model version cannot be compared"),
+    # auth (HTTP only)
+    "unauthorized": Mapping(EXIT_INPUT, 401, "missing, unknown or revoked API key"),
+    "forbidden": Mapping(EXIT_INPUT, 403, "the key's scope is too narrow"),
+    "rate_limited": Mapping(EXIT_INPUT, 429, "too many requests for one key"),
+    # busy: try again later
+    "busy": Mapping(EXIT_BUSY, 503, "another process holds the write lock"),
+    "timeout": Mapping(EXIT_BUSY, 504, "the request took longer than its limit"),
+    # state / configuration: the home needs an operator's hand
+    "invalid_config": Mapping(EXIT_STATE, 500, "a setting (flag or IDSVC_* variable) is invalid"),
+    "database_unavailable": Mapping(EXIT_STATE, 503, "the registry database cannot be opened or reached"),
+    "schema_outdated": Mapping(EXIT_STATE, 503, "the database schema is not at this version's revision"),
+    "no_threshold": Mapping(EXIT_STATE, 409, "no match threshold: none calibrated, none in the model card"),
+    "index_corrupt": Mapping(EXIT_STATE, 503, "the vector index disagrees with the registry"),
+    "home_unwritable": Mapping(EXIT_STATE, 503, "the home folder (crops, index) cannot be written"),
+    "crop_missing": Mapping(EXIT_STATE, 409, "a template's stored crop and its source photo are both gone"),
+    "upgrade_incomplete": Mapping(EXIT_STATE, 409, "a model switch found templates without a new vector"),
+    # ours
+    "internal": Mapping(EXIT_INTERNAL, 500, "an unexpected failure (a bug)"),
 }
 
 
@@ -43,20 +71,26 @@ class IdsvcError(Exception):
     """The single exception type the library raises on purpose.
 
     ``code`` is stable (part of the CLI's JSON, the API's problem body and the docs); ``message`` is one human line;
-    ``details`` carries machine-readable context such as the offending path.
+    ``details`` carries machine-readable context such as the offending path. An unknown code is a bug in idsvc, so
+    it becomes ``internal`` rather than a second kind of exception.
     """
 
     def __init__(self, code: str, message: str, **details: Any) -> None:
         if code not in CODES:
-            raise ValueError(f"unknown error code {code!r}")
+            details = {**details, "unknown_code": code}
+            code = "internal"
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details
 
     @property
-    def kind(self) -> str:
-        return CODES[self.code]
+    def exit_code(self) -> int:
+        return CODES[self.code].exit_code
+
+    @property
+    def http_status(self) -> int:
+        return CODES[self.code].http_status
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "details": _jsonable(self.details)}

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from idsvc.errors import IdsvcError
+
 ARCHS = ("inception_resnet_v1", "compact")
 INPUT_SIZE = {"inception_resnet_v1": 160, "compact": 112}
 
@@ -33,7 +35,7 @@ class StagedNet(nn.Module):
             x = self.stage(name)(x)
             if name == stage:
                 return x
-        raise ValueError(f"unknown stage {stage!r}")
+        raise IdsvcError("invalid_argument", f"unknown stage {stage!r}; choose from {', '.join(self.STAGES)}")
 
     def forward_from(self, x: torch.Tensor, after: str | None) -> torch.Tensor:
         """Run the stages after ``after`` (None = from the input), then the head."""
@@ -131,4 +133,4 @@ def build(arch: str, embedding_size: int = 128) -> nn.Module:
         return InceptionResnetV1Net(embedding_size)
     if arch == "compact":
         return CompactNet(embedding_size)
-    raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
+    raise IdsvcError("invalid_argument", f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")

@@ -30,11 +30,12 @@ class FaceCrop:
 class Pipeline:
     """Detector + aligner (+ encoder when given). Created once per process: MTCNN and the encoder load slowly."""
 
-    def __init__(self, settings: Settings, encoder: Encoder | None = None, detector: Detector | None = None) -> None:
+    def __init__(self, settings: Settings, encoder: Encoder | None = None, detector: Detector | None = None, *,
+                 crop_size: int | None = None) -> None:
         self.settings = settings
         self.encoder = encoder
         self.detector = detector or Detector(settings)
-        self.crop_size = encoder.input_size if encoder else 160
+        self.crop_size = encoder.input_size if encoder else (crop_size or 160)
 
     def load(self, path: str | Path) -> LoadedImage:
         s = self.settings
@@ -85,7 +86,7 @@ class Pipeline:
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
         """(N, S, S, 3) uint8 → (N, D) float32 L2-normalised."""
         if self.encoder is None:
-            raise RuntimeError("this pipeline has no encoder")
+            raise IdsvcError("internal", "this pipeline was built without an encoder")
         return self.encoder.embed(np.stack(crops) if crops else np.zeros((0, self.crop_size, self.crop_size, 3),
                                                                            np.uint8))
 

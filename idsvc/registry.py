@@ -3,20 +3,25 @@ live here; the vector index can always be rebuilt from it. Only this module talk
 
 SQLite (the default) runs with WAL and foreign keys on; any SQLAlchemy URL works (PostgreSQL for a shared registry).
 The schema is Alembic's: a new database is migrated to head on first open.
+
+This module is longer than most on purpose: it is the one owner of SQL (house style), so every query lives here and
+nowhere else; its sections follow the tables (identities, templates, model upgrades, thresholds, API keys, meta).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, inspect, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from idsvc import schema as t
 from idsvc.errors import IdsvcError
@@ -24,6 +29,7 @@ from idsvc.settings import PROJECT_ROOT
 
 ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
 MIGRATIONS = PROJECT_ROOT / "migrations"
+log = logging.getLogger(__name__)
 
 
 def now() -> dt.datetime:
@@ -85,13 +91,20 @@ def make_engine(url: str) -> Engine:
 def migrate(engine: Engine, revision: str = "head", *, down: bool = False) -> str:
     """Run Alembic to ``revision``; returns the revision the database is at afterwards."""
     from alembic import command
-    from alembic.runtime.migration import MigrationContext
+    from alembic.util.exc import CommandError
 
-    with engine.begin() as conn:
-        cfg = alembic_config(conn)
-        (command.downgrade if down else command.upgrade)(cfg, revision)
+    t0 = time.perf_counter()
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config(conn)
+            (command.downgrade if down else command.upgrade)(cfg, revision)
+    except CommandError as exc:
+        raise IdsvcError("invalid_argument", f"cannot migrate to {revision!r}: {exc}", revision=revision) from None
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision() or "base"
+        now_at = _current_revision(conn)
+    log.info("migrated %s %s to %s in %.2f s", redact(str(engine.url)), "down" if down else "up", now_at,
+             time.perf_counter() - t0)
+    return now_at
 
 
 def head_revision() -> str:
@@ -107,13 +120,17 @@ class Registry:
         self.url = url
         try:
             self.engine = make_engine(url)
+        except (ArgumentError, ValueError) as exc:
+            raise IdsvcError("invalid_config", f"not a database URL: {redact(url)} ({exc})") from None
+        try:
             with self.engine.connect() as conn:
                 current = _current_revision(conn)
-        except OperationalError as exc:
-            raise IdsvcError("invalid_argument", f"cannot open database {redact(url)}: {exc.orig}") from None
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise IdsvcError("database_unavailable", f"cannot open database {redact(url)}: {reason}") from None
         if current != head_revision():
             if not auto_migrate:
-                raise IdsvcError("invalid_argument", f"database {redact(url)} is at schema {current}, run "
+                raise IdsvcError("schema_outdated", f"database {redact(url)} is at schema {current}, run "
                                  "`idsvc db upgrade`")
             migrate(self.engine)
 
@@ -141,14 +158,6 @@ class Registry:
              .outerjoin(counts, counts.c.identity_id == t.identities.c.id).order_by(t.identities.c.name))
         with self.engine.connect() as conn:
             return [_identity_dict(r, r["templates"]) for r in conn.execute(q).mappings()]
-
-    def names_for(self, identity_ids: list[int]) -> dict[int, str]:
-        if not identity_ids:
-            return {}
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(t.identities.c.id, t.identities.c.name)
-                                .where(t.identities.c.id.in_(set(identity_ids))))
-            return {r.id: r.name for r in rows}
 
     def rename(self, old: str, new: str) -> dict[str, Any]:
         with self.engine.begin() as conn:
@@ -206,7 +215,7 @@ class Registry:
                         det_prob=it.det_prob, quality=it.quality, quality_details=json.dumps(it.quality_details),
                         created_at=now()))
                 except IntegrityError:
-                    raise IdsvcError("invalid_argument", f"{it.source_path}: image already enrolled",
+                    raise IdsvcError("already_enrolled", f"{it.source_path}: image already enrolled",
                                      path=it.source_path) from None
                 ids.append(int(res.inserted_primary_key[0]))
         return ids
@@ -317,7 +326,8 @@ class Registry:
                                        t.pending_embeddings.c.dim)
                                 .where(t.pending_embeddings.c.model_version == model_version)).all()
             if len(pend) != total:
-                raise IdsvcError("internal", f"{total - len(pend)} templates still lack a {model_version} vector")
+                raise IdsvcError("upgrade_incomplete", f"{total - len(pend)} templates still lack a {model_version} "
+                                 "vector; run `idsvc reindex --model` again")
             for r in pend:
                 conn.execute(update(t.templates).where(t.templates.c.id == r.template_id).values(
                     embedding=r.embedding, dim=r.dim, model_version=model_version))
@@ -333,7 +343,8 @@ class Registry:
                 model_version=model_version, value=value, mode=mode, target_far=target_far, data_sha256=data_sha256,
                 genuine_pairs=genuine, impostor_pairs=impostor, details=json.dumps(details), created_at=now()))
         found = self.threshold(model_version)
-        assert found is not None
+        if found is None:  # read back in the same process: only a database that drops writes gets here
+            raise IdsvcError("internal", f"threshold for {model_version} was not stored")
         return found
 
     def threshold(self, model_version: str) -> dict[str, Any] | None:
@@ -355,7 +366,7 @@ class Registry:
                 conn.execute(insert(t.api_keys).values(name=name, scope=scope, prefix=prefix, key_hash=key_hash,
                                                        created_at=now()))
         except IntegrityError:
-            raise IdsvcError("identity_exists", f"an API key named {name!r} already exists", name=name) from None
+            raise IdsvcError("key_exists", f"an API key named {name!r} already exists", name=name) from None
         return next(k for k in self.keys() if k["name"] == name)
 
     def keys(self) -> list[dict[str, Any]]:
@@ -396,9 +407,6 @@ class Registry:
     def schema_revision(self) -> str:
         with self.engine.connect() as conn:
             return _current_revision(conn)
-
-    def table_names(self) -> list[str]:
-        return sorted(inspect(self.engine).get_table_names())
 
 
 def _current_revision(conn: Any) -> str:

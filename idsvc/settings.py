@@ -65,6 +65,9 @@ class Settings(BaseSettings):
 
     lock_timeout_s: float = Field(600.0, ge=0)  # how long a writer waits for another writer
 
+    # Logging (stderr): the library logs counts and seconds of batches, rebuilds, migrations and upgrades at INFO.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
     @field_validator("home", "model", mode="after")
     @classmethod
     def _expand(cls, value: Path) -> Path:
@@ -94,13 +97,15 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Build settings from flags (``overrides``; ``None`` means "not given"), environment and defaults.
 
-    Raises ``invalid_argument`` naming the flag or ``IDSVC_*`` variable at fault.
+    Raises ``invalid_argument`` (a usage error, exit 2) naming the flag, or ``invalid_config`` (exit 5) naming the
+    ``IDSVC_*`` variable at fault: a bad flag is fixed on the command line, a bad variable in the deployment.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**given)  # type: ignore[arg-type]
+        return Settings(**given)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"
-        source = f"--{field.replace('_', '-')}" if field in given else f"IDSVC_{field.upper()}"
-        raise IdsvcError("invalid_argument", f"{source}: {err['msg']}", field=field) from None
+        if field in given:
+            raise IdsvcError("invalid_argument", f"--{field.replace('_', '-')}: {err['msg']}", field=field) from None
+        raise IdsvcError("invalid_config", f"IDSVC_{field.upper()}: {err['msg']}", field=field) from None

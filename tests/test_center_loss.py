@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from idsvc.center_loss import CenterLoss
+from idsvc.training.center_loss import CenterLoss
 from idsvc.settings import load_settings
-from idsvc.train import TrainConfig, train
+from idsvc.training import TrainConfig, train
 from tests.conftest import copy_celeba
 
 
@@ -67,8 +67,8 @@ def test_fine_tuning_few_steps_center_term_active_and_resume(small_celeba, tmp_p
 
     # Centres moved from their start (class means of the pretrained features).
     ckpts = sorted((tmp_path / "model.checkpoints").glob("epoch-*.pt"))
-    c1 = torch.load(ckpts[0], weights_only=False)["center"]["centers"]
-    c3 = torch.load(ckpts[-1], weights_only=False)["center"]["centers"]
+    c1 = torch.load(ckpts[0], weights_only=False)["loss"]["terms.center.centers"]
+    c3 = torch.load(ckpts[-1], weights_only=False)["loss"]["terms.center.centers"]
     assert (c3 - c1).norm() > 0
 
     # --resume continues from the last epoch checkpoint instead of starting over.

@@ -70,9 +70,14 @@ def test_bad_image_enroll_exits_2_and_stores_nothing(tmp_path, make, message):
     bad = tmp_path / "bad.jpg"
     make(bad)
     home = tmp_path / "h"
-    r = idsvc(home, "--json", "enroll", "x", str(bad))
+    r = idsvc(home, "--json", "--quiet", "enroll", "x", str(bad))
     assert r.exit_code == 2 and message in r.stderr and r.stderr.count("\n") == 1
     assert json.loads(r.stdout)["accepted"] == []
+    # Without --quiet the table goes to stderr too (stdout stays one JSON document); the error is its last line.
+    r = idsvc(home, "--json", "enroll", "x", str(bad))
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and "rejected" in r.stderr and lines[-1].startswith("Error: ") and message in lines[-1]
+    assert sum(line.startswith("Error: ") for line in lines) == 1 and json.loads(r.stdout)["accepted"] == []
     assert idsvc(home, "--json", "identities", "list").stdout.count('"name"') == 0
 
 
@@ -97,10 +102,13 @@ def test_identities_status_rename_delete(tmp_path, photos):
     assert r.exit_code == 0 and json.loads(r.stdout)["vectors"] == 0
 
 
-def test_settings_errors_name_the_variable(tmp_path, monkeypatch):
-    monkeypatch.setenv("IDSVC_BATCH_SIZE", "zero")
-    r = idsvc(tmp_path / "h", "status")
-    assert r.exit_code == 2 and "IDSVC_BATCH_SIZE" in r.stderr
+def test_settings_errors_name_the_variable_or_the_flag(tmp_path, monkeypatch):
+    r = idsvc(tmp_path / "h", "--device", "gpu", "status")  # a bad flag: a usage error
+    assert r.exit_code == 2 and r.stderr.startswith("Error: --device:")
+    monkeypatch.setenv("IDSVC_BATCH_SIZE", "zero")  # a bad variable: the deployment's configuration
+    r = idsvc(tmp_path / "h", "--json", "status")
+    assert r.exit_code == 5 and "IDSVC_BATCH_SIZE" in r.stderr
+    assert json.loads(r.stdout)["error"]["code"] == "invalid_config"
 
 
 def test_sigkill_during_enroll_leaves_a_consistent_store(tmp_path):

@@ -65,7 +65,7 @@ def test_killed_reindex_keeps_the_old_index_and_a_second_run_is_refused(service,
     probes = enroll_people(service, photos, 3)
     bulk_templates(settings.home / "idsvc.db", 60_000, service.version)
     service.reindex()  # flat index with everything: the "old" index
-    manifest = (service.index_dir() / "manifest.json").read_bytes()
+    manifest = (service.home.index.directory() / "manifest.json").read_bytes()
 
     slow = spawn(settings.home, "reindex", "--kind", "hnsw")  # an HNSW build of 60k vectors takes a while here
     lock = settings.home / "write.lock"
@@ -83,7 +83,7 @@ def test_killed_reindex_keeps_the_old_index_and_a_second_run_is_refused(service,
     slow.send_signal(signal.SIGKILL)
     slow.wait()
 
-    assert (service.index_dir() / "manifest.json").read_bytes() == manifest  # the old index is untouched
+    assert (service.home.index.directory() / "manifest.json").read_bytes() == manifest  # the old index is untouched
     name, probe = next(iter(probes.items()))
     r = json.loads(idsvc(settings.home, "--json", "search", str(probe)).stdout)
     assert r["identity"] == name
@@ -159,7 +159,7 @@ def test_model_upgrade_killed_and_resumed(service, photos, settings, tmp_path):
 @pytest.mark.parametrize("damage", ["deleted_index", "extra_vector", "missing_vector"])
 def test_doctor_finds_and_fixes(service, photos, settings, damage):
     enroll_people(service, photos, 3)
-    d = service.index_dir()
+    d = service.home.index.directory()
     if damage == "deleted_index":
         (d / "index.faiss").unlink()
     else:

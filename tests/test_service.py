@@ -82,14 +82,14 @@ def test_delete_leaves_no_row_vector_or_crop(service, photos, settings):
     con = sqlite3.connect(settings.home / "idsvc.db")
     assert con.execute("select count(*) from identities where name='colin'").fetchone()[0] == 0
     assert con.execute(f"select count(*) from templates where id in ({','.join(map(str, ids))})").fetchone()[0] == 0
-    index, _ = FaissIndex.load(service.index_dir())
+    index, _ = FaissIndex.load(service.home.index.directory())
     assert not np.isin(index.ids(), ids).any() and index.ntotal == 1
     assert not any(__import__("os").path.exists(c) for c in crops)
 
 
 def test_index_is_rebuilt_when_it_disagrees_with_the_registry(service, photos, make_service, settings):
     n = len(service.enroll("colin", [str(p) for p in photos("lfw", "Colin_Powell", 1, 2, 3)])["accepted"])
-    (service.index_dir() / "index.faiss").unlink()
+    (service.home.index.directory() / "index.faiss").unlink()
     fresh = make_service(settings)
     st = fresh.status()
     assert st["index"]["rebuilt_on_open"] and st["index"]["in_agreement"] and st["index"]["vectors"] == n >= 1
@@ -126,8 +126,9 @@ def test_templates_of_another_model_version_are_never_compared(service, photos, 
         enc.model.trunk.last_linear.weight.mul_(1.01)
     card = save_checkpoint(tmp_path / "other.pt", enc.model, dict(enc.card, name="other"))
     s2 = load_settings(home=settings.home, model=tmp_path / "other.pt", device="cpu")
-    other = Service(s2, encoder=load_encoder(tmp_path / "other.pt", device="cpu"))
-    other._pipeline = Pipeline(s2, other.encoder, service.pipeline.detector)
+    other_encoder = load_encoder(tmp_path / "other.pt", device="cpu")
+    other = Service(s2, encoder=other_encoder,
+                    pipeline=Pipeline(s2, other_encoder, service.home.model.pipeline.detector))
     assert other.version == card["version"] != service.version
     with pytest.raises(IdsvcError) as err:
         other.verify_identity(str(photos("lfw", "Colin_Powell", 2)[0]), "colin")

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from idsvc.errors import IdsvcError
+
 
 class CenterLoss(nn.Module):
     """centres: (num_classes, dim) float32 buffer (saved in checkpoints, not a parameter)."""
@@ -24,7 +26,7 @@ class CenterLoss(nn.Module):
     def __init__(self, num_classes: int, dim: int, alpha: float = 0.5) -> None:
         super().__init__()
         if not 0.0 < alpha <= 1.0:
-            raise ValueError("alpha must be in (0, 1]")
+            raise IdsvcError("invalid_argument", f"--alpha must be in (0, 1], not {alpha}")
         self.alpha = alpha
         self.register_buffer("centers", torch.zeros(num_classes, dim))
 

@@ -1,0 +1,68 @@
+"""Which encoder checkpoint a home uses, loaded once.
+
+The answer is, in order: the checkpoint named by ``--model`` / ``IDSVC_MODEL``; else the one this home switched to with
+``reindex --model`` (recorded in the registry); else the shipped default. Every operation that embeds a face or reads
+a threshold asks this object, so enroll, search, calibrate, eval and ``model info`` always agree on the model version.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from idsvc.settings import Settings
+
+if TYPE_CHECKING:
+    from idsvc.encoder import Encoder
+    from idsvc.pipeline import Pipeline
+    from idsvc.registry import Registry
+
+log = logging.getLogger(__name__)
+ACTIVE_MODEL_KEY = "active_model_path"
+
+
+class ActiveModel:
+    def __init__(self, settings: Settings, registry: Callable[[], Registry], *, encoder: Encoder | None = None,
+                 pipeline: Pipeline | None = None) -> None:
+        self.settings = settings
+        self._registry = registry
+        self._encoder = encoder
+        self._pipeline = pipeline
+
+    @property
+    def path(self) -> Path:
+        if "model" in self.settings.model_fields_set:
+            return self.settings.model
+        if self._encoder is not None:
+            return self._encoder.path
+        active = self._registry().get_meta(ACTIVE_MODEL_KEY)
+        return Path(active) if active and Path(active).is_file() else self.settings.model
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            from idsvc.encoder import load_encoder
+
+            self._encoder = load_encoder(self.path, device=self.settings.device, batch_size=self.settings.batch_size)
+            log.info("loaded model %s (%s) on %s", self._encoder.version, self._encoder.path, self._encoder.device)
+        return self._encoder
+
+    @property
+    def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            from idsvc.pipeline import Pipeline
+
+            self._pipeline = Pipeline(self.settings, self.encoder)
+        return self._pipeline
+
+    @property
+    def version(self) -> str:
+        return self.encoder.version
+
+    def switch(self, encoder: Encoder) -> None:
+        """Make ``encoder`` this home's model from now on (after its templates were moved to its version)."""
+        self._registry().set_meta(ACTIVE_MODEL_KEY, str(encoder.path.resolve()))
+        self._encoder = encoder
+        self._pipeline = None

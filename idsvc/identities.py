@@ -1,0 +1,45 @@
+"""Identity bookkeeping: list, show, rename, delete an identity or one template. Deletes remove the rows, the
+vectors and the stored crops together, under the write lock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from idsvc.enroll import check_name
+from idsvc.home import Home
+
+
+def list_identities(home: Home) -> list[dict[str, Any]]:
+    return home.registry.identities()
+
+
+def show_identity(home: Home, name: str) -> dict[str, Any]:
+    ident = home.registry.identity(name)
+    ident["template_list"] = home.registry.templates_of(name)
+    return ident
+
+
+def rename_identity(home: Home, old: str, new: str) -> dict[str, Any]:
+    check_name(new)
+    with home.lock.hold():
+        return home.registry.rename(old, new)
+
+
+def delete_identity(home: Home, name: str) -> dict[str, Any]:
+    with home.lock.hold():
+        index = home.index.open().index
+        ids, crops = home.registry.delete_identity(name)
+        index.remove(ids)
+        home.index.save(index)
+        home.crops.delete(list(crops))
+    return {"identity": name, "deleted_templates": len(ids)}
+
+
+def delete_template(home: Home, template_id: int) -> dict[str, Any]:
+    with home.lock.hold():
+        index = home.index.open().index
+        crop = home.registry.delete_template(template_id)
+        index.remove([template_id])
+        home.index.save(index)
+        home.crops.delete([crop])
+    return {"deleted_template": template_id}

@@ -1,0 +1,157 @@
+"""The index store: the active model's vector index on disk, checked against the registry, rebuilt from it.
+
+The registry is the truth and the index is disposable. ``check`` is the one comparison of the two (status, doctor,
+open and save all use it); ``open`` reloads an index another process saved and rebuilds one that is missing, corrupt
+or stale; ``save`` writes atomically and verifies.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from idsvc.errors import IdsvcError
+
+if TYPE_CHECKING:
+    from idsvc.home import Home
+    from idsvc.index import FaissIndex, IndexParams
+
+log = logging.getLogger(__name__)
+
+#: A problem found by ``check``: {"check": name, "problem": one line, "ids": up to 20 template ids (optional)}.
+Problem = dict[str, Any]
+
+
+@dataclass
+class OpenIndex:
+    index: FaissIndex
+    manifest: dict[str, Any]
+    mtime: float
+    repaired: bool
+
+
+class IndexStore:
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self._open: OpenIndex | None = None
+
+    def directory(self, version: str | None = None) -> Path:
+        return self.home.settings.index_dir / (version or self.home.model.version)
+
+    def params(self) -> IndexParams:
+        from idsvc.index import IndexParams
+
+        s = self.home.settings
+        return IndexParams(nlist=s.index_nlist, nprobe=s.index_nprobe, pq_m=s.index_pq_m, hnsw_m=s.index_hnsw_m,
+                           ef_search=s.index_ef_search)
+
+    def build(self, kind: str | None = None) -> FaissIndex:
+        """A fresh index of every registry vector of the active model version: the registry is the truth."""
+        from idsvc.index import FaissIndex
+
+        t0 = time.perf_counter()
+        version, dim = self.home.model.version, self.home.model.encoder.dim
+        kind = kind or self.home.settings.index_kind
+        parts = list(self.home.registry.iter_embeddings(version))
+        ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+        vecs = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, dim), np.float32)
+        if kind != "flat" and len(ids) < 1000:
+            kind = "flat"  # too few vectors to train an ANN index well; exact search is fast at this size anyway
+        index = FaissIndex.create(kind, dim, self.params(), train=vecs, use_gpu=self.home.settings.index_gpu)
+        index.add(ids, vecs)
+        log.info("built %s index of %d vectors for %s in %.2f s", index.kind, index.ntotal, version,
+                 time.perf_counter() - t0)
+        return index
+
+    def load(self) -> tuple[FaissIndex, dict[str, Any]]:
+        """The saved index and manifest, as they are. Raises ``index_corrupt``."""
+        from idsvc.index import FaissIndex
+
+        return FaissIndex.load(self.directory(), self.params(), use_gpu=self.home.settings.index_gpu)
+
+    def check(self, index: FaissIndex | None, manifest: dict[str, Any] | None) -> list[Problem]:
+        """Every way ``index`` disagrees with the registry (empty = in agreement)."""
+        from idsvc.index import ids_checksum
+
+        if index is None or manifest is None:
+            return [{"check": "index_file", "problem": "index file missing or unreadable"}]
+        model = self.home.model
+        problems: list[Problem] = []
+        if manifest.get("model_version") != model.version:
+            problems.append({"check": "model_version",
+                             "problem": f"index is for model {manifest.get('model_version')}, not {model.version}"})
+        if index.dim != model.encoder.dim:
+            problems.append({"check": "dimension",
+                             "problem": f"index dimension {index.dim} != model dimension {model.encoder.dim}"})
+        reg_ids = self.home.registry.template_ids(model.version)
+        idx_ids = index.ids()
+        missing = np.setdiff1d(reg_ids, idx_ids)
+        extra = np.setdiff1d(idx_ids, reg_ids)
+        if len(missing):
+            problems.append({"check": "missing_vectors", "problem": f"{len(missing)} templates have no vector",
+                             "ids": missing[:20].tolist()})
+        if len(extra):
+            problems.append({"check": "extra_vectors", "problem": f"{len(extra)} vectors have no template",
+                             "ids": extra[:20].tolist()})
+        if manifest.get("ids_sha256") not in (None, ids_checksum(idx_ids)):
+            problems.append({"check": "manifest", "problem": "manifest id checksum does not match the index"})
+        return problems
+
+    def open(self, *, repair: bool = True) -> OpenIndex:
+        """The index for the active model, reloaded if another process saved a newer one, rebuilt from the registry
+        (and saved, if no other writer holds the lock) when it is missing, corrupt or disagrees.
+        Raises ``index_corrupt`` instead of repairing when ``repair`` is false."""
+        manifest_path = self.directory() / "manifest.json"
+        mtime = manifest_path.stat().st_mtime if manifest_path.exists() else -1.0
+        if self._open is not None and self._open.mtime == mtime:
+            return self._open
+        index: FaissIndex | None = None
+        manifest: dict[str, Any] | None = None
+        try:
+            index, manifest = self.load()
+        except IdsvcError:
+            pass
+        problems = self.check(index, manifest)
+        if not problems and index is not None and manifest is not None:
+            self._open = OpenIndex(index, manifest, mtime, False)
+            return self._open
+        if not repair:
+            raise IdsvcError("index_corrupt", "index disagrees with the registry: "
+                             + "; ".join(p["problem"] for p in problems))
+        reasons = "; ".join(p["problem"] for p in problems)
+        if index is None:  # a new home, or a deleted file: expected, not alarming
+            log.info("no usable index (%s): building it from the registry", reasons)
+        else:
+            log.warning("index disagrees with the registry (%s): rebuilding", reasons)
+        fresh = self.build()
+        try:
+            with self.home.lock.hold(timeout=0):
+                self.save(fresh, verify=False)
+        except IdsvcError:  # another writer is busy; serve the in-memory rebuild, it will save its own
+            self._open = OpenIndex(fresh, {"model_version": self.home.model.version, "kind": fresh.kind,
+                                           "count": fresh.ntotal}, mtime, True)
+        if self._open is not None:
+            self._open.repaired = True
+        return self._open  # type: ignore[return-value]
+
+    def save(self, index: FaissIndex, *, verify: bool = True) -> None:
+        """Write atomically (temp file, fsync, rename); with ``verify``, rebuild from the registry if the saved index
+        disagrees with it (it should not: the registry wins)."""
+        d = self.directory()
+        try:
+            manifest = index.save(d, self.home.model.version)
+        except OSError as exc:
+            raise IdsvcError("home_unwritable", f"cannot write the index in {d}: {exc.strerror}") from None
+        self._open = OpenIndex(index, manifest, (d / "manifest.json").stat().st_mtime, False)
+        if verify and self.check(index, manifest):
+            self.save(self.build(), verify=False)
+            self._open.repaired = True
+
+    def forget(self) -> None:
+        """Drop the in-memory index (after a model switch) so the next ``open`` loads the new version's."""
+        self._open = None

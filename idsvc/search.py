@@ -1,0 +1,77 @@
+"""1:N search: who is this? Each face's embedding goes to the index; template hits become identities ranked by their
+best template's score."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from idsvc.errors import IdsvcError
+from idsvc.home import Home
+from idsvc.imageio import LoadedImage
+from idsvc.thresholds import resolve_threshold
+
+if TYPE_CHECKING:
+    from idsvc.index import FaissIndex
+
+#: An image given to search or verify: a path, or raw bytes with a name for messages (the HTTP API).
+ImageInput = str | Path | tuple[bytes, str]
+
+
+def load(home: Home, image: ImageInput) -> LoadedImage:
+    pipeline = home.model.pipeline
+    if isinstance(image, tuple):
+        return pipeline.decode(*image)
+    return pipeline.load(image)
+
+
+def search(home: Home, image: ImageInput, *, top_k: int = 5, threshold: float | None = None,
+           all_faces: bool = False) -> dict[str, Any]:
+    """Identities ranked by score (the best over each identity's templates), per face.
+    Raises ``invalid_argument``, the image codes and ``no_face``."""
+    if top_k < 1:
+        raise IdsvcError("invalid_argument", f"top_k must be at least 1, not {top_k}")
+    thr, source = resolve_threshold(home, threshold)
+    img = load(home, image)
+    pipeline = home.model.pipeline
+    crops = pipeline.faces(img) if all_faces else [pipeline.one_face(img, strict=False)]
+    if not crops:
+        raise IdsvcError("no_face", f"{img.source}: no face found", path=img.source)
+    detected = len(crops) if all_faces else crops[0].faces_in_image
+    vecs = pipeline.embed([c.aligned.crop for c in crops])
+    index = home.index.open().index
+    faces = []
+    for fc, vec in zip(crops, vecs):
+        candidates = rank(home, index, vec, top_k)
+        for c in candidates:
+            c["match"] = c["score"] >= thr
+        best = candidates[0] if candidates and candidates[0]["match"] else None
+        faces.append({"box": [round(v, 1) for v in fc.face.box], "det_prob": round(fc.face.prob, 4),
+                      "quality": fc.quality.as_dict(), "identity": best["name"] if best else None,
+                      "score": candidates[0]["score"] if candidates else None, "candidates": candidates})
+    return {"image": img.source, "model_version": home.model.version, "threshold": thr, "threshold_source": source,
+            "identity": faces[0]["identity"], "score": faces[0]["score"], "faces_detected": detected, "faces": faces}
+
+
+def rank(home: Home, index: FaissIndex, vec: np.ndarray, top_k: int) -> list[dict[str, Any]]:
+    """Top identities: fetch more templates than identities wanted, keep each identity's best, widen if needed."""
+    total = index.ntotal
+    if total == 0:
+        return []
+    k = min(total, top_k * 8 + 32)
+    while True:
+        scores, ids = index.search(vec[None, :], k)
+        owners = home.registry.identity_of_templates([int(i) for i in ids[0] if i >= 0])
+        best: dict[int, dict[str, Any]] = {}
+        for s, i in zip(scores[0], ids[0]):
+            if i < 0 or int(i) not in owners:
+                continue
+            iid, name = owners[int(i)]
+            if iid not in best:
+                best[iid] = {"name": name, "score": round(float(s), 6), "template_id": int(i)}
+        if len(best) >= top_k or k >= total:
+            break
+        k = min(total, k * 4)
+    return sorted(best.values(), key=lambda c: -c["score"])[:top_k]
