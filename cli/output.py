@@ -104,6 +104,7 @@ def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
             logging.getLogger("idsvc").debug("internal error", exc_info=True)
             if os.environ.get("IDSVC_DEBUG"):
                 traceback.print_exc()
-            raise fail(out, IdsvcError("internal", f"internal error: {exc.__class__.__name__}: {exc}")) from None
+            first = (str(exc).strip().splitlines() or [""])[0]  # one line, whatever the exception says
+            raise fail(out, IdsvcError("internal", f"internal error: {exc.__class__.__name__}: {first}")) from None
 
     return wrapper

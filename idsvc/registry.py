@@ -72,6 +72,20 @@ def alembic_config(connection: Any = None) -> Any:
 
 
 def make_engine(url: str) -> Engine:
+    """An engine for ``url``. Raises ``invalid_config`` for a malformed URL or a missing database driver."""
+    try:
+        return _make_engine(url)
+    except ImportError as exc:
+        raise IdsvcError("invalid_config", f"no driver for {redact(url)} ({exc.name or exc}); for PostgreSQL "
+                         "install idsvc[postgres]") from None
+    except (ArgumentError, ValueError) as exc:
+        raise IdsvcError("invalid_config", f"not a database URL: {redact(url)} ({exc})") from None
+    except OSError as exc:
+        raise IdsvcError("database_unavailable", f"cannot create the database folder for {redact(url)}: "
+                         f"{exc.strerror or exc}") from None
+
+
+def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 60})
@@ -118,10 +132,7 @@ class Registry:
 
     def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
         self.url = url
-        try:
-            self.engine = make_engine(url)
-        except (ArgumentError, ValueError) as exc:
-            raise IdsvcError("invalid_config", f"not a database URL: {redact(url)} ({exc})") from None
+        self.engine = make_engine(url)
         try:
             with self.engine.connect() as conn:
                 current = _current_revision(conn)

@@ -4,6 +4,10 @@ tmp_path, and real photos from ../shared/data copied into a temp dir (never writ
 from __future__ import annotations
 
 import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -106,3 +110,70 @@ def copy_celeba(root: Path, identities: int, per_identity: int) -> Path:
         for f in sorted(d.glob("*.jpg"))[:per_identity]:
             shutil.copy(f, root / d.name / f.name)
     return root
+
+
+def small_pairs_file(path: Path, per: int = 2) -> Path:
+    """The first ``per`` matched and ``per`` mismatched pairs of each of LFW View 2's ten folds, in pairs.txt form."""
+    lines = (SHARED_DATA / "lfw" / "pairs.txt").read_text().splitlines()
+    folds, n = (int(x) for x in lines[0].split())
+    body = lines[1:]
+    out = [f"{folds}\t{per}"]
+    for f in range(folds):
+        block = body[f * 2 * n:(f + 1) * 2 * n]
+        out += block[:per] + block[n:n + per]
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def permuted_model(src: Path, dst: Path) -> str:
+    """The shipped model with its 128 output dimensions permuted: as accurate, but every embedding is incompatible
+    with the original's — a genuinely different model version."""
+    import numpy as np
+    import torch
+
+    from idsvc.encoder import load_encoder, save_checkpoint
+
+    enc = load_encoder(src, device="cpu")
+    perm = torch.from_numpy(np.random.default_rng(7).permutation(128))
+    t = enc.model.trunk
+    with torch.no_grad():
+        t.last_linear.weight.copy_(t.last_linear.weight[perm])
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(t.last_bn, name).copy_(getattr(t.last_bn, name)[perm])
+    return save_checkpoint(dst, enc.model, {**enc.card, "name": "permuted"}, fp16=True)["version"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_server(make_service) -> Iterator[Callable[..., str]]:
+    """Start the real API (uvicorn) on 127.0.0.1 in a thread of this process, over a Service that reuses the
+    session's models; returns its base URL. Stopped after the test."""
+    import uvicorn
+
+    from idsvc.api import create_app
+
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(s: Settings) -> str:
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(s, make_service(s)), host="127.0.0.1", port=port,
+                                               log_level="warning", lifespan="on"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.time() + 60
+        while not server.started and time.time() < deadline and thread.is_alive():
+            time.sleep(0.05)
+        if not server.started:
+            raise RuntimeError("the API server did not start")
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=30)

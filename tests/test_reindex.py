@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from idsvc.encoder import load_encoder, save_checkpoint
 from idsvc.index import FaissIndex
-from tests.conftest import lfw_people
+from tests.conftest import lfw_people, permuted_model
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,19 +93,6 @@ def test_killed_reindex_keeps_the_old_index_and_a_second_run_is_refused(service,
     done = idsvc(settings.home, "--json", "reindex")
     assert done.exit_code == 0 and json.loads(done.stdout)["vectors"] == st["templates"]
     assert lock.exists()
-
-
-def permuted_model(src: Path, dst: Path) -> str:
-    """The shipped model with its 128 output dimensions permuted: as accurate, but every embedding is incompatible
-    with the original's — a genuinely different model version."""
-    enc = load_encoder(src, device="cpu")
-    perm = torch.from_numpy(np.random.default_rng(7).permutation(128))
-    t = enc.model.trunk
-    with torch.no_grad():
-        t.last_linear.weight.copy_(t.last_linear.weight[perm])
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            getattr(t.last_bn, name).copy_(getattr(t.last_bn, name)[perm])
-    return save_checkpoint(dst, enc.model, {**enc.card, "name": "permuted"}, fp16=True)["version"]
 
 
 def test_model_upgrade_killed_and_resumed(service, photos, settings, tmp_path):

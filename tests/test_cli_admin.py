@@ -1,0 +1,128 @@
+"""The admin side of the CLI: model info/import, eval pairs, keys, db migrations, logging and the exit-3 path,
+each through the real CLI on a real home."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from idsvc.registry import head_revision
+from tests.conftest import LFW, small_pairs_file
+
+runner = CliRunner()
+
+
+def idsvc(home: Path, *args: str):
+    return runner.invoke(app, ["--home", str(home), *args], catch_exceptions=False)
+
+
+def test_model_info_of_the_active_and_of_a_named_checkpoint(tmp_path, model_path):
+    r = idsvc(tmp_path / "h", "--json", "model", "info")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["active"] and doc["card"]["embedding_size"] == 128
+    named = json.loads(idsvc(tmp_path / "h", "--json", "model", "info", str(model_path)).stdout)
+    assert not named["active"] and named["card"]["version"] == doc["card"]["version"]
+    (tmp_path / "junk.pt").write_text("not a model")
+    r = idsvc(tmp_path / "h", "--json", "model", "info", str(tmp_path / "junk.pt"))
+    assert r.exit_code == 2 and json.loads(r.stdout)["error"]["code"] == "model_invalid"
+
+
+def test_model_import_facenet_keras_through_the_cli(tmp_path, model_path):
+    from idsvc.encoder import load_encoder
+    from tests.keras_export import export_facenet_keras
+
+    h5 = tmp_path / "facenet_keras.h5"
+    export_facenet_keras(load_encoder(model_path, device="cpu").model, h5)
+    out = tmp_path / "imported.pt"
+    r = idsvc(tmp_path / "h", "--json", "model", "import-facenet-keras", str(h5), "-o", str(out), "--fp16")
+    assert r.exit_code == 0, r.stderr
+    assert out.is_file() and json.loads(r.stdout)["card"]["arch"] == "inception_resnet_v1"
+    r = idsvc(tmp_path / "h", "model", "import-facenet-keras", str(tmp_path / "missing.h5"), "-o", str(out))
+    assert r.exit_code == 2 and r.stderr.startswith("Error: ")
+
+
+def test_eval_pairs_reports_the_lfw_metrics(tmp_path):
+    pairs = small_pairs_file(tmp_path / "pairs.txt", per=2)
+    r = idsvc(tmp_path / "h", "--json", "eval", "pairs", "--images", str(LFW), "--pairs", str(pairs))
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["pairs"] == 40 and doc["accuracy"] >= 0.9 and 0 <= doc["eer"] <= 0.2 and doc["auc"] > 0.9
+    bad = tmp_path / "bad.txt"
+    bad.write_text("10 x\n")
+    r = idsvc(tmp_path / "h", "--json", "eval", "pairs", "--images", str(LFW), "--pairs", str(bad))
+    assert r.exit_code == 2 and json.loads(r.stdout)["error"]["code"] == "invalid_pairs_file"
+
+
+def test_keys_create_list_revoke(tmp_path):
+    home = tmp_path / "h"
+    secret = json.loads(idsvc(home, "--json", "keys", "create", "door", "--scope", "write").stdout)["key"]
+    keys = json.loads(idsvc(home, "--json", "keys", "list").stdout)["keys"]
+    assert [(k["name"], k["scope"], k["revoked_at"]) for k in keys] == [("door", "write", None)]
+    assert secret not in json.dumps(keys) and keys[0]["prefix"] == secret[:10]
+    r = idsvc(home, "--json", "keys", "create", "door")
+    assert r.exit_code == 2 and json.loads(r.stdout)["error"]["code"] == "key_exists"
+    r = idsvc(home, "--json", "keys", "create", "x", "--scope", "root")
+    assert r.exit_code == 2 and json.loads(r.stdout)["error"]["code"] == "invalid_argument"
+    assert idsvc(home, "keys", "revoke", "door").exit_code == 0
+    assert json.loads(idsvc(home, "--json", "keys", "list").stdout)["keys"][0]["revoked_at"]
+    r = idsvc(home, "--json", "keys", "revoke", "door")
+    assert r.exit_code == 2 and json.loads(r.stdout)["error"]["code"] == "key_not_found"
+
+
+def test_db_downgrade_and_upgrade(tmp_path):
+    home = tmp_path / "h"
+    r = idsvc(home, "--json", "db", "upgrade")
+    assert r.exit_code == 0 and json.loads(r.stdout)["revision"] == head_revision()
+    r = idsvc(home, "--json", "db", "downgrade", "base")
+    assert r.exit_code == 0 and json.loads(r.stdout)["revision"] == "base"
+    tables = {t for (t,) in sqlite3.connect(home / "idsvc.db").execute("select name from sqlite_master "
+                                                                        "where type='table'")}
+    assert tables <= {"alembic_version", "sqlite_sequence"}  # SQLite keeps its own AUTOINCREMENT table
+    r = idsvc(home, "--json", "db", "downgrade", "bogus")
+    assert r.exit_code == 2 and json.loads(r.stdout)["error"]["code"] == "invalid_argument"
+    assert json.loads(idsvc(home, "--json", "db", "upgrade").stdout)["revision"] == head_revision()
+
+
+def test_unreachable_database_is_a_state_error(tmp_path):
+    r = idsvc(tmp_path / "h", "--db", "sqlite:////proc/idsvc/x.db", "--json", "identities", "list")
+    assert r.exit_code == 5 and json.loads(r.stdout)["error"]["code"] == "database_unavailable"
+    r = idsvc(tmp_path / "h", "--db", "notaurl", "--json", "status")
+    assert r.exit_code == 5 and json.loads(r.stdout)["error"]["code"] == "invalid_config"
+    r = idsvc(tmp_path / "h", "--db", "postgresql+psycopg://u:secret@127.0.0.1:1/x", "--json", "identities", "list")
+    err = json.loads(r.stdout)["error"]
+    assert r.exit_code == 5 and err["code"] in ("database_unavailable", "invalid_config")
+    assert "secret" not in r.stdout + r.stderr  # the password is redacted
+
+
+def test_an_unexpected_failure_is_exit_3_with_one_line(tmp_path, photos):
+    """A registry whose tables were dropped behind idsvc's back: not an input error, not a known state; an
+    internal error, reported in one line without a traceback."""
+    home = tmp_path / "h"
+    assert idsvc(home, "identities", "list").exit_code == 0
+    con = sqlite3.connect(home / "idsvc.db")
+    con.execute("drop table templates")
+    con.commit()
+    con.close()
+    r = idsvc(home, "--json", "identities", "list")
+    assert r.exit_code == 3 and json.loads(r.stdout)["error"]["code"] == "internal"
+    assert r.stderr.startswith("Error: internal error:") and r.stderr.count("\n") == 1
+
+
+def test_verbose_logs_counts_and_seconds(tmp_path, photos):
+    p = photos("lfw", "Colin_Powell", 1)
+    r = idsvc(tmp_path / "h", "-v", "enroll", "colin", str(p[0]))
+    assert r.exit_code == 0
+    assert "enrolled 1 images into 'colin'" in r.stderr and " s" in r.stderr
+    r = idsvc(tmp_path / "h", "identities", "list")  # default level: warnings only
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["identities", "--help"], ["keys", "--help"]])
+def test_help_exits_0(tmp_path, args):
+    r = idsvc(tmp_path / "h", *args)
+    assert r.exit_code == 0 and "Usage" in r.stdout
