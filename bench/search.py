@@ -1,7 +1,7 @@
 """Search latency of idsvc's index against a bare FAISS IndexFlatIP on the same vectors, in the same run.
 
 idsvc's path is ``FaissIndex.search`` (IndexIDMap2 over IndexFlatIP, ids mapped, padding handled) and, at the sizes
-where a registry is built, the service's identity ranking (``Service._rank``: index search plus the registry look-up
+where a registry is built, the service's identity ranking (``idsvc.search.rank``: index search plus the registry look-up
 that turns template ids into identities). Exact search, so recall against the bare index must be 1.0.
 
     python bench/search.py [--sizes 10000 100000 1000000] [--queries 200] [--k 10] [--service-max 100000]
@@ -20,6 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._util import machine, peak_rss_mb, table, timed, unit_vectors  # noqa: E402
 from idsvc.index import FaissIndex  # noqa: E402
+from idsvc.search import rank  # noqa: E402
 
 
 def service_with(n: int, vectors: np.ndarray, home: Path):
@@ -36,7 +37,7 @@ def service_with(n: int, vectors: np.ndarray, home: Path):
 
     s = load_settings(home=home, device="cpu")
     svc = Service(s, encoder=load_encoder(s.model, device="cpu"))
-    reg = svc.registry
+    reg = svc.home.registry
     version = svc.version
     created = now()
     with reg.engine.begin() as conn:
@@ -83,10 +84,10 @@ def main() -> None:
         if n <= args.service_max:
             with tempfile.TemporaryDirectory() as tmp:
                 svc = service_with(n, x, Path(tmp))
-                idx = svc.open_index().index
+                idx = svc.home.index.open().index
                 it = iter(range(10**9))
-                t_svc = timed(lambda: svc._rank(idx, q[next(it) % len(q)], 5), args.queries)
-                rows.append([n, "idsvc Service._rank (top-5 identities)", np.percentile(t_svc, 50),
+                t_svc = timed(lambda: rank(svc.home, idx, q[next(it) % len(q)], 5), args.queries)
+                rows.append([n, "idsvc search.rank (top-5 identities)", np.percentile(t_svc, 50),
                              np.percentile(t_svc, 99), np.percentile(t_bare, 50), np.percentile(t_bare, 99),
                              np.percentile(t_svc, 50) / np.percentile(t_bare, 50), "-"])
                 svc.close()

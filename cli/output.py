@@ -100,7 +100,7 @@ def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except IdsvcError as exc:
             raise fail(out, exc) from None
-        except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become an exit code
+        except Exception as exc:
             logging.getLogger("idsvc").debug("internal error", exc_info=True)
             if os.environ.get("IDSVC_DEBUG"):
                 traceback.print_exc()

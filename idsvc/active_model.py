@@ -35,7 +35,7 @@ class ActiveModel:
     def path(self) -> Path:
         if "model" in self.settings.model_fields_set:
             return self.settings.model
-        if self._encoder is not None:
+        if self._encoder is not None and self._encoder.path is not None:
             return self._encoder.path
         active = self._registry().get_meta(ACTIVE_MODEL_KEY)
         return Path(active) if active and Path(active).is_file() else self.settings.model
@@ -63,6 +63,6 @@ class ActiveModel:
 
     def switch(self, encoder: Encoder) -> None:
         """Make ``encoder`` this home's model from now on (after its templates were moved to its version)."""
-        self._registry().set_meta(ACTIVE_MODEL_KEY, str(encoder.path.resolve()))
+        self._registry().set_meta(ACTIVE_MODEL_KEY, str(Path(str(encoder.path)).resolve()))
         self._encoder = encoder
         self._pipeline = None

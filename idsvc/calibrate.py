@@ -19,8 +19,17 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from idsvc.errors import IdsvcError
-from idsvc.evaluate import (Pair, allowed_false_accepts, best_accuracy_threshold, eer, kfold_accuracy, min_impostors,
-                            rates, tar_at_far, threshold_at_far)
+from idsvc.evaluate import (
+    Pair,
+    allowed_false_accepts,
+    best_accuracy_threshold,
+    eer,
+    kfold_accuracy,
+    min_impostors,
+    rates,
+    tar_at_far,
+    threshold_at_far,
+)
 from idsvc.imageio import IMAGE_SUFFIXES
 
 TARGET_FARS = (1e-2, 1e-3, 1e-4)
@@ -134,7 +143,7 @@ def verification_calibration(scores: np.ndarray, labels: np.ndarray, folds: np.n
     t_best, _ = best_accuracy_threshold(scores, labels)
     e, e_thr = eer(scores, labels)
     return {
-        "pairs": int(len(scores)), "genuine": int(labels.sum()), "impostor": int((~labels).sum()),
+        "pairs": len(scores), "genuine": int(labels.sum()), "impostor": int((~labels).sum()),
         "auc": float(roc_auc_score(labels, scores)), "eer": e, "eer_threshold": e_thr,
         "accuracy": acc["accuracy"], "accuracy_std": acc["accuracy_std"], "accuracy_threshold": t_best,
         "accuracy_fold_thresholds": acc["fold_thresholds"], "tar_at_far_1e-3": tar_at_far(scores, labels, 1e-3),

@@ -63,10 +63,12 @@ def calibration_markdown(r: dict[str, Any]) -> str:
              f"| 10-fold accuracy | {r['accuracy'] * 100:.2f}% ± {r['accuracy_std'] * 100:.2f} |",
              f"| best-accuracy threshold | {r['accuracy_threshold']:.4f} |", "",
              "## Thresholds at target FARs (chosen on 9 folds, measured on the 10th)", "",
-             f"Each threshold keeps the true FAR at or below its target with {r['far_thresholds'][0]['confidence']:.0%} "
+             "Each threshold keeps the true FAR at or below its target with "
+             f"{r['far_thresholds'][0]['confidence']:.0%} "
              "confidence (one-sided Clopper-Pearson bound on the impostor pairs), so it allows fewer false accepts "
              "than the point estimate would.", "",
-             "| target FAR | threshold (all pairs) | ± across folds | held-out FAR | held-out TAR |", "|---|---|---|---|---|"]
+             "| target FAR | threshold (all pairs) | ± across folds | held-out FAR | held-out TAR |",
+             "|---|---|---|---|---|"]
     for row in r["far_thresholds"]:
         if row["supported"]:
             lines.append(f"| {row['target_far']:g} | {row['threshold']:.4f} | {row['threshold_std']:.4f} | "

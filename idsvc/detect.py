@@ -84,7 +84,7 @@ class Detector:
                     continue
                 s = scales[i]
                 faces = [
-                    Face(box=tuple(float(v) / s for v in b), prob=float(p),
+                    Face(box=(float(b[0]) / s, float(b[1]) / s, float(b[2]) / s, float(b[3]) / s), prob=float(p),
                          landmarks=(np.asarray(pt, dtype=np.float32) / s))
                     for b, p, pt in zip(boxes[j], probs[j], points[j])
                 ]

@@ -57,7 +57,7 @@ def make_card(*, name: str, arch: str, embedding_size: int, normalize: str, sour
         "lfw": lfw or {},
         "threshold": threshold,
         "notes": notes,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
 

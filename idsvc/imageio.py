@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from idsvc.errors import IdsvcError
 
+log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 
 
@@ -47,7 +49,7 @@ def decode_image(data: bytes, source: str, *, max_pixels: int, min_side: int) ->
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             width, height = img.size
             if width * height > max_pixels:
                 raise IdsvcError(
@@ -71,8 +73,8 @@ def decode_image(data: bytes, source: str, *, max_pixels: int, min_side: int) ->
                          path=source, width=width, height=height)
     try:
         img = ImageOps.exif_transpose(img)
-    except Exception:  # a broken EXIF block should not cost the photo  # noqa: BLE001
-        pass
+    except Exception as exc:  # noqa: BLE001 - a broken EXIF block should not cost the photo
+        log.debug("%s: EXIF orientation ignored (%s)", source, exc.__class__.__name__)
     return LoadedImage(pixels=_to_rgb(img), sha256=digest, source=source)
 
 

@@ -73,6 +73,7 @@ class FaissIndex:
                train: np.ndarray | None = None, use_gpu: bool = False) -> FaissIndex:
         """A new empty index. IVF kinds are trained on ``train`` ((N, D) float32; the registry's vectors)."""
         params = params or IndexParams()
+        index: Any  # faiss's Python classes are SWIG proxies its stubs describe only in part
         if kind == "flat":
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         elif kind == "hnsw":
@@ -85,7 +86,7 @@ class FaissIndex:
                 raise IdsvcError("not_enough_data", f"a {kind} index needs vectors to train on; use flat")
             nlist = params.nlist or int(4 * math.sqrt(n))
             nlist = max(1, min(nlist, n // 39 or 1))
-            quantizer = faiss.IndexFlatIP(dim)
+            quantizer: Any = faiss.IndexFlatIP(dim)
             if kind == "ivf-flat":
                 index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
             else:
@@ -154,7 +155,8 @@ class FaissIndex:
         fetch = min(k + len(self.deleted), int(self.index.ntotal))
         index = self._search_index()
         if self.kind == "hnsw":
-            faiss.downcast_index(self.index.index).hnsw.efSearch = max(self.params.ef_search, fetch)
+            inner: Any = faiss.downcast_index(self.index.index)
+            inner.hnsw.efSearch = max(self.params.ef_search, fetch)
         scores, ids = index.search(q, fetch)
         if self.deleted:
             dead = np.isin(ids, np.fromiter(self.deleted, np.int64))
@@ -190,7 +192,7 @@ class FaissIndex:
             "model_version": model_version, "kind": self.kind, "dim": self.dim, "count": self.ntotal,
             "ids_sha256": ids_checksum(self.ids()), "file_sha256": hashlib.sha256(data).hexdigest(),
             "deleted": sorted(self.deleted), "params": self.params.as_dict(),
-            "saved_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "saved_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         _atomic_write(directory / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())
         return manifest

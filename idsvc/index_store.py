@@ -7,6 +7,7 @@ or stale; ``save`` writes atomically and verifies.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -112,10 +113,8 @@ class IndexStore:
             return self._open
         index: FaissIndex | None = None
         manifest: dict[str, Any] | None = None
-        try:
+        with contextlib.suppress(IdsvcError):  # missing or corrupt: check() reports it and we rebuild
             index, manifest = self.load()
-        except IdsvcError:
-            pass
         problems = self.check(index, manifest)
         if not problems and index is not None and manifest is not None:
             self._open = OpenIndex(index, manifest, mtime, False)

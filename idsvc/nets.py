@@ -114,7 +114,8 @@ class CompactNet(StagedNet):
         self.stage2 = nn.Sequential(_InvertedResidual(64, 128, 2), *[_InvertedResidual(128, 128, 1) for _ in range(4)])
         self.stage3 = nn.Sequential(_InvertedResidual(128, 128, 2), _InvertedResidual(128, 128, 1))  # 7
         self.stage4 = _conv_bn(128, 512, 1, 1)
-        self.gdc = _conv_bn(512, 512, 7, 1, groups=512, act=False, pad=0)  # global depthwise conv: keeps where, not just what
+        # global depthwise conv: keeps where, not just what
+        self.gdc = _conv_bn(512, 512, 7, 1, groups=512, act=False, pad=0)
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(512, embedding_size, bias=False)
         self.bn = nn.BatchNorm1d(embedding_size)
@@ -128,7 +129,7 @@ class CompactNet(StagedNet):
         return [*self.gdc.parameters(), *self.linear.parameters(), *self.bn.parameters()]
 
 
-def build(arch: str, embedding_size: int = 128) -> nn.Module:
+def build(arch: str, embedding_size: int = 128) -> StagedNet:
     if arch == "inception_resnet_v1":
         return InceptionResnetV1Net(embedding_size)
     if arch == "compact":

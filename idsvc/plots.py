@@ -30,7 +30,7 @@ def roc_plot(path: Path, scores: np.ndarray, labels: np.ndarray, title: str,
     from sklearn.metrics import roc_curve
 
     plt = _plt()
-    fpr, tpr, thr = roc_curve(labels, scores)
+    fpr, tpr, _ = roc_curve(labels, scores)
     fig, ax = plt.subplots(figsize=(6, 5), dpi=110)
     ax.plot(np.maximum(fpr, 1e-5), tpr, lw=2, label="ROC")
     if operating is not None:

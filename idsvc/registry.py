@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def to_blob(vec: np.ndarray) -> bytes:
@@ -213,8 +213,8 @@ class Registry:
         with self.engine.begin() as conn:
             ident = conn.execute(select(t.identities.c.id).where(t.identities.c.name == name)).scalar()
             if ident is None:
-                ident = conn.execute(insert(t.identities).values(
-                    name=name, metadata=json.dumps(metadata or {}), created_at=now())).inserted_primary_key[0]
+                ident = _new_id(conn.execute(insert(t.identities).values(
+                    name=name, metadata=json.dumps(metadata or {}), created_at=now())))
             ids = []
             for it in items:
                 try:
@@ -228,7 +228,7 @@ class Registry:
                 except IntegrityError:
                     raise IdsvcError("already_enrolled", f"{it.source_path}: image already enrolled",
                                      path=it.source_path) from None
-                ids.append(int(res.inserted_primary_key[0]))
+                ids.append(_new_id(res))
         return ids
 
     def delete_template(self, template_id: int) -> str | None:
@@ -420,6 +420,14 @@ class Registry:
             return _current_revision(conn)
 
 
+def _new_id(result: Any) -> int:
+    """The primary key an INSERT produced."""
+    key = result.inserted_primary_key
+    if key is None:  # every table here has an integer primary key, so only a broken driver gets here
+        raise IdsvcError("internal", "the database returned no id for a new row")
+    return int(key[0])
+
+
 def _current_revision(conn: Any) -> str:
     from alembic.runtime.migration import MigrationContext
 
@@ -440,7 +448,7 @@ def _iso(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
     return value.isoformat(timespec="seconds")
 
 

@@ -12,6 +12,7 @@ composes them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +66,7 @@ class Service:
         if on_total:
             on_total(len(files))
         pipeline = self.home.model.pipeline
-        return enroll.enroll(self.home, name, ((str(f), lambda f=f: pipeline.load(f)) for f in files), progress)
+        return enroll.enroll(self.home, name, ((str(f), partial(pipeline.load, f)) for f in files), progress)
 
     def enroll_bytes(self, name: str, images: list[tuple[bytes, str]]) -> dict[str, Any]:
         """The API's enroll: images as (bytes, filename)."""
@@ -73,7 +74,7 @@ class Service:
         if not images:
             raise IdsvcError("invalid_argument", "no images given")
         pipeline = self.home.model.pipeline
-        items = ((src, lambda d=d, s=src: pipeline.decode(d, s)) for d, src in images)
+        items = ((src, partial(pipeline.decode, d, src)) for d, src in images)
         return enroll.enroll(self.home, name, items)
 
     def search(self, image: ImageInput, *, top_k: int = 5, threshold: float | None = None,

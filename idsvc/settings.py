@@ -6,7 +6,7 @@ Built once at start-up by a skin (CLI, server, test) and passed down; nothing re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import Field, ValidationError, field_validator
@@ -23,7 +23,8 @@ IndexKind = Literal["flat", "ivf-flat", "ivf-pq", "hnsw"]
 
 
 class Settings(BaseSettings):
-    """Every tunable of idsvc. Detection thresholds are ``det_*``/``quality_*``; the match threshold is ``threshold``."""
+    """Every tunable of idsvc. Detection thresholds are ``det_*``/``quality_*``; the match threshold is
+    ``threshold``."""
 
     model_config = SettingsConfigDict(env_prefix="IDSVC_", frozen=True, extra="forbid")
 
@@ -100,7 +101,7 @@ def load_settings(**overrides: object) -> Settings:
     Raises ``invalid_argument`` (a usage error, exit 2) naming the flag, or ``invalid_config`` (exit 5) naming the
     ``IDSVC_*`` variable at fault: a bad flag is fixed on the command line, a bad variable in the deployment.
     """
-    given = {k: v for k, v in overrides.items() if v is not None}
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**given)
     except ValidationError as exc:

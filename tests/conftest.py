@@ -149,31 +149,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def live_server(make_service) -> Iterator[Callable[..., str]]:
-    """Start the real API (uvicorn) on 127.0.0.1 in a thread of this process, over a Service that reuses the
-    session's models; returns its base URL. Stopped after the test."""
+def start_server(settings: Settings, service: object) -> tuple[str, Callable[[], None]]:
+    """The real API (uvicorn) on a free port of 127.0.0.1, in a thread of this process: (base URL, stop)."""
     import uvicorn
 
     from idsvc.api import create_app
 
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, service), host="127.0.0.1", port=port,  # type: ignore[arg-type]
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started and time.time() < deadline and thread.is_alive():
+        time.sleep(0.05)
+    if not server.started:
+        raise RuntimeError("the API server did not start")
 
-    def start(s: Settings) -> str:
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(s, make_service(s)), host="127.0.0.1", port=port,
-                                               log_level="warning", lifespan="on"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.time() + 60
-        while not server.started and time.time() < deadline and thread.is_alive():
-            time.sleep(0.05)
-        if not server.started:
-            raise RuntimeError("the API server did not start")
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for server, thread in servers:
+    def stop() -> None:
         server.should_exit = True
         thread.join(timeout=30)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+@pytest.fixture
+def live_server(make_service) -> Iterator[Callable[[Settings], str]]:
+    """Start servers over Services that reuse the session's models; each is stopped after the test."""
+    stops: list[Callable[[], None]] = []
+
+    def start(s: Settings) -> str:
+        base, stop = start_server(s, make_service(s))
+        stops.append(stop)
+        return base
+
+    yield start
+    for stop in stops:
+        stop()

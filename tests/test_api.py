@@ -1,71 +1,69 @@
-"""The real HTTP server (uvicorn in a subprocess on 127.0.0.1) with real photos and real keys."""
+"""The real HTTP API with real photos and real keys: the default tier runs uvicorn on 127.0.0.1 in a thread of the
+test process (sharing the loaded models); the slow tier runs `idsvc serve` as a subprocess beside the CLI."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.conftest import CELEBA, SAMPLES
+from idsvc.settings import load_settings
+from tests.conftest import CELEBA, SAMPLES, free_port, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def make_keys(home: Path) -> dict[str, str]:
+    keys = {}
+    for name, sc in (("reader", "read"), ("writer", "write"), ("boss", "admin"), ("revoked", "admin")):
+        r = runner.invoke(app, ["--home", str(home), "--json", "keys", "create", name, "--scope", sc])
+        keys[name if name == "revoked" else sc] = json.loads(r.stdout)["key"]
+    runner.invoke(app, ["--home", str(home), "keys", "revoke", "revoked"])
+    return keys
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, shared_pipeline) -> Iterator[dict[str, Any]]:
+    from idsvc.pipeline import Pipeline
+    from idsvc.service import Service
+
     home = tmp_path_factory.mktemp("api") / "home"
-    keys = {}
-    for name, sc in (("reader", "read"), ("writer", "write")):
-        r = runner.invoke(app, ["--home", str(home), "--json", "keys", "create", name, "--scope", sc])
-        keys[sc] = json.loads(r.stdout)["key"]
-    r = runner.invoke(app, ["--home", str(home), "--json", "keys", "create", "revoked", "--scope", "admin"])
-    keys["revoked"] = json.loads(r.stdout)["key"]
-    runner.invoke(app, ["--home", str(home), "keys", "revoke", "revoked"])
-    port = free_port()
-    env = {**os.environ, "IDSVC_API_MAX_BODY_BYTES": "3000000"}
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--home", str(home), "serve", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise RuntimeError(proc.stdout.read().decode()[-2000:])
-    yield {"base": base, "home": home, "keys": keys, "proc": proc}
-    proc.terminate()
-    out = proc.communicate(timeout=30)[0].decode()
-    assert "\\xff\\xd8" not in out and "JFIF" not in out  # image bytes never reach the log
+    keys = make_keys(home)
+    s = load_settings(home=home, device="cpu", api_max_body_bytes=3_000_000)
+    svc = Service(s, encoder=shared_pipeline.encoder,
+                  pipeline=Pipeline(s, shared_pipeline.encoder, shared_pipeline.detector))
+    base, stop = start_server(s, svc)
+    yield {"base": base, "home": home, "keys": keys}
+    stop()
+    svc.close()
 
 
-def client(server, scope: str | None) -> httpx.Client:
+def client(server: dict[str, Any], scope: str | None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {server['keys'][scope]}"} if scope else {}
     return httpx.Client(base_url=server["base"], headers=headers, timeout=120)
 
 
 def files(*paths: Path, field: str = "files") -> list:
     return [(field, (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
+
+
+def is_problem(r: httpx.Response, status: int, code: str) -> bool:
+    body = r.json()
+    return (r.status_code == status and r.headers["content-type"].startswith("application/problem+json")
+            and body["code"] == code and body["status"] == status and isinstance(body["detail"], str))
 
 
 def test_health_is_open_and_everything_else_needs_a_key(server):
@@ -135,7 +133,79 @@ def test_bad_uploads_get_the_right_code_and_store_nothing(server, name, make, st
     assert name not in [i["name"] for i in w.get("/v1/identities").json()["identities"]]
 
 
-def test_api_and_cli_enroll_into_one_home_at_once(server, tmp_path):
+def test_validation_errors_are_problem_json_and_never_echo_the_upload(server, photos):
+    r = client(server, "read")
+    jpeg = photos("lfw", "Colin_Powell", 1)[0].read_bytes()
+    res = r.post("/v1/search", files=[("wrong_field", ("a.jpg", jpeg, "image/jpeg"))])
+    assert is_problem(res, 400, "invalid_argument") and "file" in res.json()["detail"]
+    assert len(res.content) < 2000  # the 9 KB upload is not echoed back
+    res = r.post("/v1/search", files=[("file", ("a.jpg", jpeg, "image/jpeg"))], data={"top_k": "many"})
+    assert is_problem(res, 400, "invalid_argument") and "top_k" in res.json()["detail"]
+    assert is_problem(r.get("/v1/nowhere"), 404, "invalid_argument")
+    assert is_problem(r.put("/v1/search"), 405, "invalid_argument")
+
+
+def test_reindex_needs_admin_and_rebuilds(server, photos):
+    w = client(server, "write")
+    w.post("/v1/identities/reindexed/enroll", files=files(*photos("lfw", "Colin_Powell", 1, 2)))
+    assert is_problem(w.post("/v1/reindex"), 403, "forbidden")
+    assert is_problem(client(server, "revoked").post("/v1/reindex"), 401, "unauthorized")
+    res = client(server, "admin").post("/v1/reindex")
+    st = w.get("/v1/status").json()
+    assert res.status_code == 200 and res.json()["vectors"] == st["templates"] >= 1 and st["index"]["in_agreement"]
+
+
+def test_a_request_past_its_time_limit_is_504(tmp_path, live_server, photos):
+    home = tmp_path / "home"
+    keys = make_keys(home)
+    base = live_server(load_settings(home=home, device="cpu", api_request_timeout_s=0.001))
+    res = httpx.post(f"{base}/v1/search", headers={"Authorization": f"Bearer {keys['read']}"},
+                     files=files(photos("lfw", "Colin_Powell", 1)[0], field="file"), timeout=60)
+    assert is_problem(res, 504, "timeout")
+
+
+def test_an_unexpected_failure_is_a_500_problem_without_internals(tmp_path, live_server):
+    home = tmp_path / "home"
+    keys = make_keys(home)
+    base = live_server(load_settings(home=home, device="cpu"))
+    headers = {"Authorization": f"Bearer {keys['read']}"}
+    assert httpx.get(f"{base}/v1/identities", headers=headers).status_code == 200
+    con = sqlite3.connect(home / "idsvc.db")  # the registry broken behind the server's back
+    con.execute("drop table templates")
+    con.commit()
+    con.close()
+    res = httpx.get(f"{base}/v1/identities", headers=headers)
+    assert is_problem(res, 500, "internal")
+    assert "Traceback" not in res.text and "SELECT" not in res.text and "templates" not in res.text
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[dict[str, Any]]:
+    """`idsvc serve` in its own process, as an operator runs it."""
+    home = tmp_path_factory.mktemp("served") / "home"
+    keys = make_keys(home)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--home", str(home), "serve", "--port", str(port)],
+                            cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError(proc.stdout.read().decode()[-2000:] if proc.stdout else "no output")
+    yield {"base": base, "home": home, "keys": keys, "proc": proc}
+    proc.terminate()
+    out = proc.communicate(timeout=30)[0].decode()
+    assert "\\xff\\xd8" not in out and "JFIF" not in out  # image bytes never reach the log
+
+
+@pytest.mark.slow
+def test_api_and_cli_enroll_into_one_home_at_once(served, tmp_path):
     """API enrolls one person while the CLI enrolls another into the same home: every template lands once."""
     ids = sorted(p for p in CELEBA.iterdir() if p.is_dir())
     api_photos = sorted(ids[20].glob("*.jpg"))[:12]
@@ -143,7 +213,7 @@ def test_api_and_cli_enroll_into_one_home_at_once(server, tmp_path):
     cli_dir.mkdir()
     for p in sorted(ids[21].glob("*.jpg"))[:12]:
         (cli_dir / p.name).write_bytes(p.read_bytes())
-    w = client(server, "write")
+    w = client(served, "write")
     results = {}
 
     def via_api() -> None:
@@ -152,7 +222,7 @@ def test_api_and_cli_enroll_into_one_home_at_once(server, tmp_path):
 
     t = threading.Thread(target=via_api)
     t.start()
-    cli = subprocess.run([sys.executable, "-m", "cli.main", "--home", str(server["home"]), "--json", "enroll",
+    cli = subprocess.run([sys.executable, "-m", "cli.main", "--home", str(served["home"]), "--json", "enroll",
                           "cli_person", str(cli_dir)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     t.join(timeout=600)
     cli_doc = json.loads(cli.stdout)

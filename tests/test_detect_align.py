@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from idsvc.align import TEMPLATE_160, align, measure_quality, template
+from idsvc.align import TEMPLATE_160, align, template
 from idsvc.errors import IdsvcError
 from idsvc.imageio import load_image
 from tests.conftest import SAMPLES

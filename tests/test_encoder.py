@@ -10,8 +10,8 @@ import torch
 from idsvc.encoder import load_encoder, model_version, read_checkpoint, save_checkpoint, weights_sha256
 from idsvc.errors import IdsvcError
 from idsvc.facenet_keras import import_facenet_keras, import_to_checkpoint
-from tests.keras_export import export_facenet_keras
 from idsvc.nets import build
+from tests.keras_export import export_facenet_keras
 
 
 def test_shipped_model_card(model_path):

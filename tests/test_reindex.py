@@ -13,12 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from filelock import FileLock, Timeout
 from typer.testing import CliRunner
 
 from cli.main import app
-from idsvc.encoder import load_encoder, save_checkpoint
 from idsvc.index import FaissIndex
 from tests.conftest import lfw_people, permuted_model
 
@@ -61,6 +59,7 @@ def bulk_templates(db: Path, n: int, version: str) -> None:
     con.close()
 
 
+@pytest.mark.slow
 def test_killed_reindex_keeps_the_old_index_and_a_second_run_is_refused(service, photos, settings):
     probes = enroll_people(service, photos, 3)
     bulk_templates(settings.home / "idsvc.db", 60_000, service.version)
@@ -95,6 +94,7 @@ def test_killed_reindex_keeps_the_old_index_and_a_second_run_is_refused(service,
     assert lock.exists()
 
 
+@pytest.mark.slow
 def test_model_upgrade_killed_and_resumed(service, photos, settings, tmp_path):
     probes = enroll_people(service, photos, 8)
     old = service.version

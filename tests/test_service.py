@@ -81,7 +81,8 @@ def test_delete_leaves_no_row_vector_or_crop(service, photos, settings):
     service.delete_identity("colin")
     con = sqlite3.connect(settings.home / "idsvc.db")
     assert con.execute("select count(*) from identities where name='colin'").fetchone()[0] == 0
-    assert con.execute(f"select count(*) from templates where id in ({','.join(map(str, ids))})").fetchone()[0] == 0
+    marks = ",".join("?" * len(ids))
+    assert con.execute(f"select count(*) from templates where id in ({marks})", ids).fetchone()[0] == 0  # noqa: S608
     index, _ = FaissIndex.load(service.home.index.directory())
     assert not np.isin(index.ids(), ids).any() and index.ntotal == 1
     assert not any(__import__("os").path.exists(c) for c in crops)

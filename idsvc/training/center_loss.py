@@ -23,6 +23,8 @@ from idsvc.errors import IdsvcError
 class CenterLoss(nn.Module):
     """centres: (num_classes, dim) float32 buffer (saved in checkpoints, not a parameter)."""
 
+    centers: torch.Tensor
+
     def __init__(self, num_classes: int, dim: int, alpha: float = 0.5) -> None:
         super().__init__()
         if not 0.0 < alpha <= 1.0:

@@ -98,7 +98,7 @@ def train(cfg: TrainConfig, settings: Settings, event: Event | None = None) -> d
     return _finish(run, time.perf_counter() - t0, images_seen)
 
 
-def _build_model(cfg: TrainConfig, device: torch.device) -> tuple[Any, str, str | None]:
+def _build_model(cfg: TrainConfig, device: torch.device) -> tuple[nets.StagedNet, str, str | None]:
     """(model on ``device``, input normalisation, the init checkpoint's version). Raises ``model_invalid``."""
     norm = "prewhiten" if cfg.arch == "inception_resnet_v1" else "fixed"
     model = nets.build(cfg.arch, cfg.embedding_size)
@@ -155,8 +155,11 @@ def _prepare(cfg: TrainConfig, settings: Settings, event: Event | None) -> Run:
     groups = [{"params": [p for p in model.parameters() if p.requires_grad],
                "lr": cfg.lr_backbone if cfg.init else cfg.lr},
               {"params": list(loss.parameters()), "lr": cfg.lr}]
-    opt: torch.optim.Optimizer = (torch.optim.SGD(groups, momentum=0.9, weight_decay=cfg.weight_decay)
-                                  if cfg.optimizer == "sgd" else torch.optim.AdamW(groups, weight_decay=cfg.weight_decay))
+    opt: torch.optim.Optimizer
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, momentum=0.9, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     run = Run(cfg, device, model, norm, init_version, crops, labels, int((~found).sum()), names, feats, lfw,
               lfw_feats, loss, opt, torch.Generator().manual_seed(cfg.seed))
     _start(run, event)
@@ -194,7 +197,8 @@ def _start(run: Run, event: Event | None) -> None:
             run.model.eval()
             f0 = prefix.forward_from(run.model, run.feats[:, 0] if cfg.flip else run.feats, cfg.freeze_through,
                                      run.device)
-            run.loss.terms["center"].init_centers(f0, torch.from_numpy(run.labels).to(run.device))
+            center: CenterLoss = run.loss.terms["center"]  # type: ignore[assignment]
+            center.init_centers(f0, torch.from_numpy(run.labels).to(run.device))
 
 
 def _batch(run: Run, idx: np.ndarray) -> torch.Tensor:
@@ -259,7 +263,7 @@ def _finish(run: Run, seconds: float, images_seen: int) -> dict[str, Any]:
     card = make_card(
         name=cfg.name, arch=cfg.arch, embedding_size=cfg.embedding_size, normalize=run.norm,
         source=f"trained by `idsvc train` on {cfg.data_dir}" + (f", initialised from {cfg.init}" if cfg.init else ""),
-        training={"data": str(cfg.data_dir), "identities": len(run.names), "images": int(len(run.labels)),
+        training={"data": str(cfg.data_dir), "identities": len(run.names), "images": len(run.labels),
                   "images_without_face_skipped": run.faceless, "config": cfg.as_dict(),
                   "loss": "softmax cross-entropy + lambda * center loss (Wen et al. 2016)",
                   "init_version": run.init_version, "device": str(run.device), "seconds": round(seconds, 1),

@@ -1,0 +1,13 @@
+"""The HTTP API: FastAPI routes under /v1 over the same ``Service`` the CLI uses.
+
+``app`` builds the application; ``problems`` turns every error into RFC 7807 problem details with the library's stable
+``code`` (status from the one error table); ``limits`` holds the body-size limit and the per-key rate limit;
+``deps`` the shared per-app state (authentication, the model lock, the time limit); one router per resource:
+``faces`` (search, verify), ``identities`` (enroll, list, show, rename, delete, templates) and ``admin`` (health,
+status, reindex).
+"""
+
+from idsvc.api.app import app_factory, create_app, serve
+from idsvc.api.limits import BodyLimit, RateLimiter
+
+__all__ = ["BodyLimit", "RateLimiter", "app_factory", "create_app", "serve"]

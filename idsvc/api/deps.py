@@ -1,0 +1,67 @@
+"""Per-app state and the dependencies every route shares: key check with scope and rate limit, the model lock and
+the time limit. Within a worker process requests are serialised (the models are not shared across threads); run
+``--workers N`` for parallel reads. Writes from any process are serialised by the home's write lock, and each request
+sees index changes made elsewhere (the manifest is re-checked on every search)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from fastapi import Request, UploadFile
+
+from idsvc.api.limits import RateLimiter
+from idsvc.errors import IdsvcError
+from idsvc.service import Service
+from idsvc.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    service: Service
+    limiter: RateLimiter
+    model_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def state(request: Request) -> ApiState:
+    st: ApiState = request.app.state.idsvc
+    return st
+
+
+def scope(needed: str) -> Callable[[Request], dict[str, Any]]:
+    """A dependency: the caller's key, which must exist, be unrevoked, have ``needed`` scope and be under its rate."""
+
+    def dep(request: Request) -> dict[str, Any]:
+        st = state(request)
+        auth = request.headers.get("authorization", "")
+        secret = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        key = st.service.authenticate(secret, needed)
+        st.limiter.check(key["name"])
+        return key
+
+    return dep
+
+
+async def call(request: Request, fn: Callable[[Service], T]) -> T:
+    """Run ``fn(service)`` in a worker thread under the model lock, within the request time limit (``timeout``)."""
+    st = state(request)
+
+    def locked() -> T:
+        with st.model_lock:
+            return fn(st.service)
+
+    limit = st.settings.api_request_timeout_s
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(locked), limit)
+    except TimeoutError:
+        raise IdsvcError("timeout", f"request took longer than {limit:g} s") from None
+
+
+async def image(upload: UploadFile) -> tuple[bytes, str]:
+    return await upload.read(), upload.filename or "upload"
