@@ -14,13 +14,15 @@ from idsvc.errors import EXIT_NEGATIVE, IdsvcError
 
 @handled
 def enroll(ctx: typer.Context, name: str = typer.Argument(..., help="Identity name (created if new)."),
-           paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or globs.")) -> None:
+           paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
+           aligned: bool = typer.Option(False, "--aligned", help="The photos are already aligned face crops "
+                                        "(ID photos, exports of other face systems): use each whole photo.")) -> None:
     """Enroll face images into an identity. Already-enrolled images (same sha256) are skipped.
     Exit 0 when every image was stored or already known, 2 when any was rejected (the others are stored)."""
     o = out(ctx)
     svc = service(ctx)
     with o.progress(f"enrolling {name}") as advance:
-        r = svc.enroll(name, paths, progress=advance, on_total=lambda n: advance(0, total=n))
+        r = svc.enroll(name, paths, progress=advance, on_total=lambda n: advance(0, total=n), aligned=aligned)
     o.emit(r)
     rows = ([(a["path"], "[green]accepted", f"template {a['template_id']}, quality {a['quality']['score']}")
              for a in r["accepted"]] + [(s["path"], "[yellow]skipped", s["reason"]) for s in r["skipped"]]
@@ -40,10 +42,12 @@ def search(ctx: typer.Context, image: str = typer.Argument(..., help="Photo to i
            top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Identities to list."),
            threshold: Optional[float] = typer.Option(None, help="Match threshold (cosine score in [-1, 1]) for "
                                                      "this search."),
-           all_faces: bool = typer.Option(False, "--all-faces", help="Report every face in the photo.")) -> None:
+           all_faces: bool = typer.Option(False, "--all-faces", help="Report every face in the photo."),
+           aligned: bool = typer.Option(False, "--aligned", help="The photos are already aligned face crops "
+                                        "(ID photos, exports of other face systems): use each whole photo.")) -> None:
     """Who is this? Exit 0 when the best identity scores at or above the threshold, 1 when unknown."""
     o = out(ctx)
-    r = service(ctx).search(image, top_k=top_k, threshold=threshold, all_faces=all_faces)
+    r = service(ctx).search(image, top_k=top_k, threshold=threshold, all_faces=all_faces, aligned=aligned)
     o.emit(r)
     for i, face in enumerate(r["faces"]):
         o.print(table(f"face {i + 1} {face['box']}: {face['identity'] or 'unknown'} (threshold "
@@ -58,13 +62,16 @@ def search(ctx: typer.Context, image: str = typer.Argument(..., help="Photo to i
 def verify(ctx: typer.Context, a: str = typer.Argument(..., help="First photo."),
            b: Optional[str] = typer.Argument(None, help="Second photo (or use --identity)."),
            identity: Optional[str] = typer.Option(None, "--identity", "-i", help="Compare with an enrolled identity."),
-           threshold: Optional[float] = typer.Option(None, help="Match threshold (cosine score in [-1, 1]).")) -> None:
+           threshold: Optional[float] = typer.Option(None, help="Match threshold (cosine score in [-1, 1])."),
+           aligned: bool = typer.Option(False, "--aligned", help="The photos are already aligned face crops "
+                                        "(ID photos, exports of other face systems): use each whole photo.")) -> None:
     """Same person? Exit 0 = same, 1 = not the same, 2 = usage or input error."""
     if (b is None) == (identity is None):
         raise IdsvcError("invalid_argument", "give either a second image or --identity NAME, not both")
     o = out(ctx)
     svc = service(ctx)
-    r = svc.verify(a, b, threshold=threshold) if b else svc.verify_identity(a, str(identity), threshold=threshold)
+    r = (svc.verify(a, b, threshold=threshold, aligned=aligned) if b
+         else svc.verify_identity(a, str(identity), threshold=threshold, aligned=aligned))
     o.emit(r)
     verdict = "[green]same person" if r["same"] else "[red]not the same person"
     o.print(f"{verdict}[/]: score {r['score']:.4f}, threshold {r['threshold']:.4f} ({r['threshold_source']})")

@@ -21,9 +21,18 @@ TEMPLATE_160 = np.array(
 )
 
 
-def template(size: int) -> np.ndarray:
-    """The template scaled to a ``size``×``size`` crop."""
-    return TEMPLATE_160 * (size / 160.0)
+#: (5, 2) landmarks of the ArcFace / InsightFace 112×112 alignment (SFace and most crops exported by other systems).
+ARCFACE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float32,
+)
+BORDERS = {"black": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE}
+
+
+def template(size: int, base: np.ndarray = TEMPLATE_160) -> np.ndarray:
+    """A template (by default idsvc's 160-px one) scaled to a ``size``×``size`` crop."""
+    base_size = 112.0 if base is ARCFACE_112 else 160.0
+    return base * (size / base_size)
 
 
 @dataclass(frozen=True)
@@ -34,13 +43,14 @@ class Aligned:
     landmarks: np.ndarray
 
 
-def align(rgb: np.ndarray, landmarks: np.ndarray, size: int) -> Aligned:
-    """Warp ``rgb`` so that ``landmarks`` land on the template of a ``size`` crop.
+def align(rgb: np.ndarray, landmarks: np.ndarray, size: int, *, base: np.ndarray = TEMPLATE_160,
+          border: str = "black") -> Aligned:
+    """Warp ``rgb`` so that ``landmarks`` land on the template (``base`` scaled to ``size``).
 
     When the face is much larger than the crop, the image is first shrunk with area averaging, since a bilinear warp
-    alone would alias.
+    alone would alias. ``border`` fills what lies outside the photo: black, reflect or replicate.
     """
-    dst = template(size)
+    dst = template(size, base)
     src = landmarks.astype(np.float32)
     matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
     if matrix is None:  # degenerate landmarks (all on a line): fall back to the exact least squares of all points
@@ -57,10 +67,36 @@ def align(rgb: np.ndarray, landmarks: np.ndarray, size: int) -> Aligned:
             matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=0)
     # Outside the photo is black: on tight crops (a face filling the frame) replicated edges smear into streaks that
     # cost the same-person score 0.2 on the bundled samples; black costs least (measured, see the README).
-    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=BORDERS[border],
                           borderValue=(0, 0, 0))
     moved = (np.c_[src, np.ones(len(src), dtype=np.float32)] @ matrix.T).astype(np.float32)
     return Aligned(crop=crop, landmarks=moved)
+
+
+def outside_fraction(shape: tuple[int, ...], landmarks: np.ndarray, size: int, base: np.ndarray = TEMPLATE_160,
+                     step: int = 4) -> float:
+    """The fraction of the aligned crop that would come from outside the photo: ~0 for an ordinary photo, large for
+    a face that fills the frame (a tight crop), where the template's margin asks for pixels the photo lacks."""
+    matrix, _ = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), template(size, base), method=cv2.LMEDS)
+    if matrix is None:
+        matrix, _ = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), template(size, base), method=0)
+    inverse = cv2.invertAffineTransform(matrix)
+    ys, xs = np.mgrid[0:size:step, 0:size:step]
+    pts = np.c_[xs.ravel() + 0.5, ys.ravel() + 0.5, np.ones(xs.size)] @ inverse.T
+    h, w = shape[:2]
+    return float(np.mean((pts[:, 0] < 0) | (pts[:, 0] > w) | (pts[:, 1] < 0) | (pts[:, 1] > h)))
+
+
+def whole_image_crop(rgb: np.ndarray, size: int) -> np.ndarray:
+    """A photo that *is* the aligned face (``--aligned``), squared by reflecting its short side, resized to
+    ``size``."""
+    h, w = rgb.shape[:2]
+    if h != w:
+        d = abs(h - w)
+        pad = ((d // 2, d - d // 2), (0, 0), (0, 0)) if h < w else ((0, 0), (d // 2, d - d // 2), (0, 0))
+        rgb = np.pad(rgb, pad, mode="reflect") if min(h, w) > d // 2 + 1 else np.pad(rgb, pad, mode="edge")
+    interp = cv2.INTER_AREA if rgb.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (size, size), interpolation=interp)
 
 
 def center_crop(rgb: np.ndarray, size: int, fraction: float = 0.55) -> np.ndarray:
@@ -80,6 +116,8 @@ class Quality:
     det_prob: float     # MTCNN probability
     sharpness: float    # variance of the Laplacian of the aligned grey crop (higher = sharper)
     yaw: float          # |nose - eye midpoint| / eye distance along the eye line (0 = frontal)
+    outside: float = 0.0          # fraction of the aligned crop that lies outside the photo (tight crops: large)
+    preparation: str = "aligned"  # aligned | tight | given_aligned (see Pipeline.prepare)
 
     def score(self) -> float:
         """One number in [0, 1] for ranking templates; not a probability."""
@@ -87,19 +125,21 @@ class Quality:
         s *= min(1.0, self.sharpness / 100.0) ** 0.5
         return float(s * max(0.0, 1.0 - self.yaw))
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | str]:
         return {"face_px": round(self.face_px, 1), "det_prob": round(self.det_prob, 4),
-                "sharpness": round(self.sharpness, 1), "yaw": round(self.yaw, 3), "score": round(self.score(), 4)}
+                "sharpness": round(self.sharpness, 1), "yaw": round(self.yaw, 3), "score": round(self.score(), 4),
+                "outside": round(self.outside, 3), "preparation": self.preparation}
 
 
-def measure_quality(face: Face, aligned: Aligned) -> Quality:
+def measure_quality(face: Face, aligned: Aligned, *, outside: float = 0.0, preparation: str = "aligned") -> Quality:
     grey = cv2.cvtColor(aligned.crop, cv2.COLOR_RGB2GRAY)
     sharpness = float(cv2.Laplacian(grey, cv2.CV_64F).var())
     le, re, nose = aligned.landmarks[0], aligned.landmarks[1], aligned.landmarks[2]
     eye_vec = re - le
     eye_dist = float(np.linalg.norm(eye_vec)) or 1.0
     yaw = abs(float(np.dot(nose - (le + re) / 2, eye_vec / eye_dist))) / eye_dist
-    return Quality(face_px=face.size, det_prob=face.prob, sharpness=sharpness, yaw=yaw)
+    return Quality(face_px=face.size, det_prob=face.prob, sharpness=sharpness, yaw=yaw, outside=outside,
+                   preparation=preparation)
 
 
 def quality_problems(q: Quality, *, min_face_px: float, min_det_prob: float, min_sharpness: float,
@@ -108,7 +148,7 @@ def quality_problems(q: Quality, *, min_face_px: float, min_det_prob: float, min
     reasons = []
     if q.face_px < min_face_px:
         reasons.append(f"face too small ({q.face_px:.0f} px < {min_face_px:g} px)")
-    if q.det_prob < min_det_prob:
+    if q.det_prob < min_det_prob and q.preparation != "given_aligned":  # the caller vouches for a given crop
         reasons.append(f"low detection probability ({q.det_prob:.2f} < {min_det_prob:g})")
     if q.sharpness < min_sharpness:
         reasons.append(f"too blurry (sharpness {q.sharpness:.1f} < {min_sharpness:g})")

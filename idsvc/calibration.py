@@ -76,7 +76,7 @@ def run_calibration(home: Home, req: CalibrationRequest,
     if progress:
         progress(0, total=len(photos))
     sha_of = {p: path_sha256(p) for p in photos}
-    cache = EmbeddingCache(home.settings.cache_dir, model.version)
+    cache = EmbeddingCache(home.settings.cache_dir, model.version, model.pipeline.recipe)
     vectors, no_face = embed_photos(model.pipeline, photos, cache, progress, shas=[sha_of[p] for p in photos])
     emb = dict(zip(photos, vectors))
     pairs = pairset.pairs

@@ -2,11 +2,15 @@
 
 MTCNN gives boxes, probabilities and five landmarks; alignment is ``align.py``'s job. Large images are downscaled for
 detection and boxes mapped back, so alignment still samples the full-resolution pixels.
+
+MTCNN's proposal network looks for faces with some context around them, so it misses a face that fills the whole
+frame (ID photos, crops exported by other systems). A photo where nothing is found is tried once more with a black
+border of ``PAD_FRACTION`` of its longer side; faces found so are mapped back and marked ``padded``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -25,6 +29,7 @@ class Face:
     box: tuple[float, float, float, float]
     prob: float
     landmarks: np.ndarray
+    padded: bool = False  # found only after the photo was given a border (a face that fills the frame)
 
     @property
     def size(self) -> float:
@@ -65,7 +70,20 @@ class Detector:
         return self.detect_batch([rgb])[0]
 
     def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
-        """Detect in several images; images of one shape share MTCNN passes (LFW's 250×250 photos, for example)."""
+        """Detect in several images; images of one shape share MTCNN passes (LFW's 250×250 photos, for example).
+        Images with no face are tried again with a border (see the module's docstring)."""
+        results = self._detect(images)
+        misses = [i for i, faces in enumerate(results) if not faces]
+        if misses:
+            pads = [round(max(images[i].shape[:2]) * PAD_FRACTION) for i in misses]
+            bordered = [np.pad(images[i], ((p, p), (p, p), (0, 0))) for i, p in zip(misses, pads)]
+            for i, p, faces in zip(misses, pads, self._detect(bordered)):
+                results[i] = [replace(f, box=(f.box[0] - p, f.box[1] - p, f.box[2] - p, f.box[3] - p),
+                                      landmarks=f.landmarks - p, padded=True) for f in faces]
+                results[i].sort(key=lambda f: center_weighted_score(f, images[i].shape), reverse=True)
+        return results
+
+    def _detect(self, images: list[np.ndarray]) -> list[list[Face]]:
         results: list[list[Face]] = [[] for _ in images]
         groups: dict[tuple[int, ...], list[int]] = {}
         scaled: list[np.ndarray] = []
@@ -91,6 +109,10 @@ class Detector:
                 faces.sort(key=lambda f: center_weighted_score(f, images[i].shape), reverse=True)
                 results[i] = faces
         return results
+
+
+#: The border given to a photo in which no face was found, as a fraction of its longer side.
+PAD_FRACTION = 0.25
 
 
 def _downscale(img: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:

@@ -65,8 +65,10 @@ class _Batch:
         self.pending.clear()
 
 
-def enroll(home: Home, name: str, items: Iterable[Item], progress: Progress | None = None) -> dict[str, Any]:
-    """Enroll images into ``name`` (created if new). Returns accepted / rejected / skipped, one entry per image."""
+def enroll(home: Home, name: str, items: Iterable[Item], progress: Progress | None = None, *,
+           aligned: bool = False) -> dict[str, Any]:
+    """Enroll images into ``name`` (created if new); ``aligned``: each photo is an aligned face crop.
+    Returns accepted / rejected / skipped, one entry per image."""
     check_name(name)
     t0 = time.perf_counter()
     rejected: list[dict[str, Any]] = []
@@ -81,7 +83,7 @@ def enroll(home: Home, name: str, items: Iterable[Item], progress: Progress | No
                 image = load()
                 verdict = _known(home, name, image, seen)
                 if verdict is None:
-                    batch.pending.append((src, image, home.model.pipeline.one_face(image)))
+                    batch.pending.append((src, image, home.model.pipeline.one_face(image, given_aligned=aligned)))
                 elif verdict == "skip":
                     skipped.append({"path": src, "reason": "already enrolled" if image.sha256 not in seen
                                     else "same image given twice"})

@@ -160,8 +160,9 @@ class EmbeddingCache:
     embeds new photos. One ``.npz`` per model version under ``<home>/cache/embeddings``; ``found`` records whether
     a face was detected (False = centre-crop fallback)."""
 
-    def __init__(self, cache_dir: Path, model_version: str) -> None:
-        self.path = cache_dir / "embeddings" / f"{model_version}.npz"
+    def __init__(self, cache_dir: Path, model_version: str, recipe: str = "") -> None:
+        name = model_version + (f"-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}" if recipe else "")
+        self.path = cache_dir / "embeddings" / f"{name}.npz"
         self.data: dict[str, np.ndarray] = {}
         self.found: dict[str, bool] = {}
         if self.path.is_file():

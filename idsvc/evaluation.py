@@ -28,7 +28,7 @@ def evaluate_pairs_file(home: Home, images: Path, pairs_file: Path, *, progress:
     model = home.model
     if progress:
         progress(0, total=len({p for pair in pairs for p in (pair.a, pair.b)}))
-    cache = EmbeddingCache(home.settings.cache_dir, model.version)
+    cache = EmbeddingCache(home.settings.cache_dir, model.version, model.pipeline.recipe)
     report, scores, labels = evaluate_pairs(model.pipeline, pairs, cache, progress)
     report["model_version"] = model.version
     report["model_path"] = str(model.path)

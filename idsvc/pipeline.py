@@ -8,7 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
-from idsvc.align import Aligned, Quality, align, center_crop, measure_quality, quality_problems
+from idsvc.align import (
+    Aligned,
+    Quality,
+    align,
+    center_crop,
+    measure_quality,
+    outside_fraction,
+    quality_problems,
+    template,
+    whole_image_crop,
+)
 from idsvc.detect import Detector, Face
 from idsvc.encoder import Encoder
 from idsvc.errors import IdsvcError
@@ -37,6 +47,14 @@ class Pipeline:
         self.detector = detector or Detector(settings)
         self.crop_size = encoder.input_size if encoder else (crop_size or 160)
 
+    @property
+    def recipe(self) -> str:
+        """What, besides the model version, decides the crop a photo becomes (keys the evaluation cache)."""
+        from idsvc.detect import PAD_FRACTION
+
+        s = self.settings
+        return f"pad{PAD_FRACTION}-tight{s.tight_crop_outside}-{s.tight_crop_mode}"
+
     def load(self, path: str | Path) -> LoadedImage:
         s = self.settings
         return load_image(path, max_pixels=s.max_image_pixels, min_side=s.min_image_side)
@@ -45,9 +63,47 @@ class Pipeline:
         s = self.settings
         return decode_image(data, source, max_pixels=s.max_image_pixels, min_side=s.min_image_side)
 
+    def prepare(self, pixels: np.ndarray, face: Face) -> tuple[Aligned, float, str]:
+        """(aligned crop, fraction outside the photo, preparation) for one face.
+
+        An ordinary photo is aligned onto the template with black outside (there is hardly any outside). A face that
+        fills the frame (more than ``tight_crop_outside`` of the crop would come from outside the photo) is
+        prepared by ``tight_crop_mode``: ``reflect``/``replicate`` fill the margin from the face's own border instead
+        of black, ``whole`` takes the photo itself as the crop, ``black`` changes nothing.
+        """
+        s = self.settings
+        outside = outside_fraction(pixels.shape, face.landmarks, self.crop_size)
+        if outside <= s.tight_crop_outside or s.tight_crop_mode == "black":
+            return align(pixels, face.landmarks, self.crop_size), outside, "aligned"
+        if s.tight_crop_mode == "whole":
+            return self._whole(pixels, face), outside, "tight"
+        return align(pixels, face.landmarks, self.crop_size, border=s.tight_crop_mode), outside, "tight"
+
+    def _whole(self, pixels: np.ndarray, face: Face | None) -> Aligned:
+        crop = whole_image_crop(pixels, self.crop_size)
+        h, w = pixels.shape[:2]
+        side = max(h, w)
+        if face is None:
+            return Aligned(crop=crop, landmarks=template(self.crop_size))
+        moved = (face.landmarks + np.array([(side - w) / 2, (side - h) / 2], np.float32)) * (self.crop_size / side)
+        return Aligned(crop=crop, landmarks=moved.astype(np.float32))
+
     def crop(self, image: LoadedImage, face: Face) -> FaceCrop:
-        aligned = align(image.pixels, face.landmarks, self.crop_size)
-        return FaceCrop(face=face, aligned=aligned, quality=measure_quality(face, aligned))
+        aligned, outside, how = self.prepare(image.pixels, face)
+        return FaceCrop(face=face, aligned=aligned,
+                        quality=measure_quality(face, aligned, outside=outside, preparation=how))
+
+    def given_aligned(self, image: LoadedImage) -> FaceCrop:
+        """A photo the caller says is already an aligned face crop (``--aligned``): the whole photo goes to the
+        encoder. Detection still runs, for the quality report; where it finds nothing, the face is the photo."""
+        faces = self.detector.detect(image.pixels)
+        h, w = image.pixels.shape[:2]
+        face = faces[0] if faces else Face(box=(0.0, 0.0, float(w), float(h)), prob=0.0,
+                                           landmarks=template(max(h, w))[:, :] - np.array(
+                                               [(max(h, w) - w) / 2, (max(h, w) - h) / 2], np.float32))
+        aligned = self._whole(image.pixels, face)
+        return FaceCrop(face=face, aligned=aligned, faces_in_image=len(faces),
+                        quality=measure_quality(face, aligned, outside=0.0, preparation="given_aligned"))
 
     def faces(self, image: LoadedImage) -> list[FaceCrop]:
         """Every face in the image, best (large and central) first."""
@@ -58,13 +114,19 @@ class Pipeline:
         return quality_problems(fc.quality, min_face_px=s.quality_min_face_px, min_det_prob=s.quality_min_det_prob,
                                 min_sharpness=s.quality_min_sharpness, max_yaw=s.quality_max_yaw)
 
-    def one_face(self, image: LoadedImage, *, strict: bool = True) -> FaceCrop:
+    def one_face(self, image: LoadedImage, *, strict: bool = True, given_aligned: bool = False) -> FaceCrop:
         """The face a photo is about: the large-and-central one.
 
         ``strict`` (enrollment) also refuses a photo with a rival face of similar size and one failing the quality
         gate, since a template must be unambiguous; probes (search, verify) just take the main face.
+        With ``given_aligned`` the photo is taken as the aligned face itself (see ``given_aligned``).
         Raises ``no_face``, and when strict ``multiple_faces`` or ``low_quality``.
         """
+        if given_aligned:
+            fc = self.given_aligned(image)
+            if strict:
+                self._gate(image, fc)
+            return fc
         faces = self.detector.detect(image.pixels)
         if not faces:
             raise IdsvcError("no_face", f"{image.source}: no face found", path=image.source)
@@ -77,11 +139,14 @@ class Pipeline:
         fc = self.crop(image, best)
         fc = FaceCrop(fc.face, fc.aligned, fc.quality, faces_in_image=len(faces))
         if strict:
-            reasons = self.quality_reasons(fc)
-            if reasons:
-                raise IdsvcError("low_quality", f"{image.source}: {'; '.join(reasons)}", path=image.source,
-                                 reasons=reasons, quality=fc.quality.as_dict())
+            self._gate(image, fc)
         return fc
+
+    def _gate(self, image: LoadedImage, fc: FaceCrop) -> None:
+        reasons = self.quality_reasons(fc)
+        if reasons:
+            raise IdsvcError("low_quality", f"{image.source}: {'; '.join(reasons)}", path=image.source,
+                             reasons=reasons, quality=fc.quality.as_dict())
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
         """(N, S, S, 3) uint8 → (N, D) float32 L2-normalised."""
@@ -101,7 +166,7 @@ class Pipeline:
             images = [self.load(p) for p in paths[i:i + batch]]
             for image, faces in zip(images, self.detector.detect_batch([im.pixels for im in images])):
                 if faces:
-                    crops.append(align(image.pixels, faces[0].landmarks, self.crop_size).crop)
+                    crops.append(self.prepare(image.pixels, faces[0])[0].crop)
                     found.append(True)
                 else:
                     crops.append(center_crop(image.pixels, self.crop_size))

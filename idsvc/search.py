@@ -28,15 +28,18 @@ def load(home: Home, image: ImageInput) -> LoadedImage:
 
 
 def search(home: Home, image: ImageInput, *, top_k: int = 5, threshold: float | None = None,
-           all_faces: bool = False) -> dict[str, Any]:
-    """Identities ranked by score (the best over each identity's templates), per face.
-    Raises ``invalid_argument``, the image codes and ``no_face``."""
+           all_faces: bool = False, aligned: bool = False) -> dict[str, Any]:
+    """Identities ranked by score (the best over each identity's templates), per face. ``aligned``: the photo is an
+    aligned face crop. Raises ``invalid_argument``, the image codes and ``no_face``."""
     if top_k < 1:
         raise IdsvcError("invalid_argument", f"top_k must be at least 1, not {top_k}")
     thr, source = resolve_threshold(home, threshold)
     img = load(home, image)
     pipeline = home.model.pipeline
-    crops = pipeline.faces(img) if all_faces else [pipeline.one_face(img, strict=False)]
+    if aligned:
+        crops = [pipeline.one_face(img, strict=False, given_aligned=True)]
+    else:
+        crops = pipeline.faces(img) if all_faces else [pipeline.one_face(img, strict=False)]
     if not crops:
         raise IdsvcError("no_face", f"{img.source}: no face found", path=img.source)
     detected = len(crops) if all_faces else crops[0].faces_in_image

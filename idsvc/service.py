@@ -55,7 +55,7 @@ class Service:
 
     # -- faces ----------------------------------------------------------------------------------------------------
     def enroll(self, name: str, paths: list[str], *, progress: Progress | None = None,
-               on_total: Callable[[int], None] | None = None) -> dict[str, Any]:
+               on_total: Callable[[int], None] | None = None, aligned: bool = False) -> dict[str, Any]:
         """Enroll image files, folders (recursive) and globs into ``name`` (created if new)."""
         from idsvc.imageio import expand_paths
 
@@ -66,26 +66,30 @@ class Service:
         if on_total:
             on_total(len(files))
         pipeline = self.home.model.pipeline
-        return enroll.enroll(self.home, name, ((str(f), partial(pipeline.load, f)) for f in files), progress)
+        items = ((str(f), partial(pipeline.load, f)) for f in files)
+        return enroll.enroll(self.home, name, items, progress, aligned=aligned)
 
-    def enroll_bytes(self, name: str, images: list[tuple[bytes, str]]) -> dict[str, Any]:
+    def enroll_bytes(self, name: str, images: list[tuple[bytes, str]], *, aligned: bool = False) -> dict[str, Any]:
         """The API's enroll: images as (bytes, filename)."""
         enroll.check_name(name)
         if not images:
             raise IdsvcError("invalid_argument", "no images given")
         pipeline = self.home.model.pipeline
         items = ((src, partial(pipeline.decode, d, src)) for d, src in images)
-        return enroll.enroll(self.home, name, items)
+        return enroll.enroll(self.home, name, items, aligned=aligned)
 
     def search(self, image: ImageInput, *, top_k: int = 5, threshold: float | None = None,
-               all_faces: bool = False) -> dict[str, Any]:
-        return search.search(self.home, image, top_k=top_k, threshold=threshold, all_faces=all_faces)
+               all_faces: bool = False, aligned: bool = False) -> dict[str, Any]:
+        return search.search(self.home, image, top_k=top_k, threshold=threshold, all_faces=all_faces,
+                             aligned=aligned)
 
-    def verify(self, a: ImageInput, b: ImageInput, *, threshold: float | None = None) -> dict[str, Any]:
-        return verify.verify(self.home, a, b, threshold=threshold)
+    def verify(self, a: ImageInput, b: ImageInput, *, threshold: float | None = None,
+               aligned: bool = False) -> dict[str, Any]:
+        return verify.verify(self.home, a, b, threshold=threshold, aligned=aligned)
 
-    def verify_identity(self, image: ImageInput, name: str, *, threshold: float | None = None) -> dict[str, Any]:
-        return verify.verify_identity(self.home, image, name, threshold=threshold)
+    def verify_identity(self, image: ImageInput, name: str, *, threshold: float | None = None,
+                        aligned: bool = False) -> dict[str, Any]:
+        return verify.verify_identity(self.home, image, name, threshold=threshold, aligned=aligned)
 
     # -- identities -----------------------------------------------------------------------------------------------
     def list_identities(self) -> list[dict[str, Any]]:

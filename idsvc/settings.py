@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     min_image_side: int = Field(32, ge=1)
     detect_max_side: int = Field(1280, ge=160)  # images are downscaled to this for detection, boxes mapped back
 
+    # Faces that fill the frame (tight crops): when more than ``tight_crop_outside`` of the aligned crop would lie
+    # outside the photo, the crop is prepared by ``tight_crop_mode`` instead of filling the margin with black.
+    tight_crop_outside: float = Field(0.10, ge=0.0, le=1.0)
+    tight_crop_mode: Literal["reflect", "replicate", "whole", "black"] = "reflect"
+
     # Detection (MTCNN) and the quality gate.
     det_min_face_size: int = Field(20, ge=8)
     det_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)

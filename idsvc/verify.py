@@ -10,19 +10,22 @@ from idsvc.search import ImageInput, load
 from idsvc.thresholds import resolve_threshold
 
 
-def verify(home: Home, a: ImageInput, b: ImageInput, *, threshold: float | None = None) -> dict[str, Any]:
-    """The cosine score of the two photos' main faces against the threshold."""
+def verify(home: Home, a: ImageInput, b: ImageInput, *, threshold: float | None = None,
+           aligned: bool = False) -> dict[str, Any]:
+    """The cosine score of the two photos' main faces against the threshold (``aligned``: both are face crops)."""
     thr, source = resolve_threshold(home, threshold)
     img_a, img_b = load(home, a), load(home, b)  # both decoded before any detection: bad input fails fast
     pipeline = home.model.pipeline
-    fa, fb = pipeline.one_face(img_a, strict=False), pipeline.one_face(img_b, strict=False)
+    fa = pipeline.one_face(img_a, strict=False, given_aligned=aligned)
+    fb = pipeline.one_face(img_b, strict=False, given_aligned=aligned)
     va, vb = pipeline.embed([fa.aligned.crop, fb.aligned.crop])
     score = float(va @ vb)
     return {"score": round(score, 6), "threshold": thr, "threshold_source": source, "same": score >= thr,
             "model_version": home.model.version}
 
 
-def verify_identity(home: Home, image: ImageInput, name: str, *, threshold: float | None = None) -> dict[str, Any]:
+def verify_identity(home: Home, image: ImageInput, name: str, *, threshold: float | None = None,
+                    aligned: bool = False) -> dict[str, Any]:
     """The best score over ``name``'s templates of the active model version. Raises ``identity_not_found`` and
     ``model_mismatch`` (the identity has templates of other model versions only)."""
     thr, source = resolve_threshold(home, threshold)
@@ -32,7 +35,7 @@ def verify_identity(home: Home, image: ImageInput, name: str, *, threshold: floa
         raise IdsvcError("model_mismatch", f"{name!r} has no templates for model {version} (only "
                          f"{', '.join(others) or 'none'}); run `idsvc reindex --model`", name=name)
     pipeline = home.model.pipeline
-    fc = pipeline.one_face(load(home, image), strict=False)
+    fc = pipeline.one_face(load(home, image), strict=False, given_aligned=aligned)
     v = pipeline.embed([fc.aligned.crop])[0]
     score = float((vecs @ v).max())
     return {"identity": name, "score": round(score, 6), "threshold": thr, "threshold_source": source,

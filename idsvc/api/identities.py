@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from idsvc.api.deps import call, image, scope
 from idsvc.errors import IdsvcError
@@ -13,10 +13,10 @@ router = APIRouter(prefix="/v1", tags=["identities"])
 
 
 @router.post("/identities/{name}/enroll")
-async def enroll(request: Request, name: str, files: list[UploadFile] = File(...),
+async def enroll(request: Request, name: str, files: list[UploadFile] = File(...), aligned: bool = Form(False),
                  _: dict = Depends(scope("write"))) -> dict[str, Any]:
     imgs = [await image(f) for f in files]
-    return await call(request, lambda s: s.enroll_bytes(name, imgs))
+    return await call(request, lambda s: s.enroll_bytes(name, imgs, aligned=aligned))
 
 
 @router.get("/identities")
