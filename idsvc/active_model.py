@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from idsvc.settings import Settings
 
 if TYPE_CHECKING:
-    from idsvc.encoder import Encoder
+    from idsvc.encoder import EmbeddingModel
     from idsvc.pipeline import Pipeline
     from idsvc.registry import Registry
 
@@ -24,7 +24,7 @@ ACTIVE_MODEL_KEY = "active_model_path"
 
 
 class ActiveModel:
-    def __init__(self, settings: Settings, registry: Callable[[], Registry], *, encoder: Encoder | None = None,
+    def __init__(self, settings: Settings, registry: Callable[[], Registry], *, encoder: EmbeddingModel | None = None,
                  pipeline: Pipeline | None = None) -> None:
         self.settings = settings
         self._registry = registry
@@ -41,7 +41,7 @@ class ActiveModel:
         return Path(active) if active and Path(active).is_file() else self.settings.model
 
     @property
-    def encoder(self) -> Encoder:
+    def encoder(self) -> EmbeddingModel:
         if self._encoder is None:
             from idsvc.encoder import load_encoder
 
@@ -61,7 +61,7 @@ class ActiveModel:
     def version(self) -> str:
         return self.encoder.version
 
-    def switch(self, encoder: Encoder) -> None:
+    def switch(self, encoder: EmbeddingModel) -> None:
         """Make ``encoder`` this home's model from now on (after its templates were moved to its version)."""
         self._registry().set_meta(ACTIVE_MODEL_KEY, str(Path(str(encoder.path)).resolve()))
         self._encoder = encoder

@@ -43,6 +43,20 @@ class Aligned:
     landmarks: np.ndarray
 
 
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2×3 similarity (rotation, uniform scale, shift) taking ``src`` points onto ``dst``: robust (LMedS) when
+    OpenCV finds one, else the plain least-squares fit of all points (degenerate landmarks, e.g. all on a line)."""
+    matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
+    if matrix is not None:
+        return matrix
+    s, d = src.astype(np.float64), dst.astype(np.float64)
+    a = np.zeros((2 * len(s), 4))
+    a[0::2] = np.c_[s[:, 0], -s[:, 1], np.ones(len(s)), np.zeros(len(s))]
+    a[1::2] = np.c_[s[:, 1], s[:, 0], np.zeros(len(s)), np.ones(len(s))]
+    (p, q, tx, ty), *_ = np.linalg.lstsq(a, d.reshape(-1), rcond=None)
+    return np.array([[p, -q, tx], [q, p, ty]], dtype=np.float64)
+
+
 def align(rgb: np.ndarray, landmarks: np.ndarray, size: int, *, base: np.ndarray = TEMPLATE_160,
           border: str = "black") -> Aligned:
     """Warp ``rgb`` so that ``landmarks`` land on the template (``base`` scaled to ``size``).
@@ -52,9 +66,7 @@ def align(rgb: np.ndarray, landmarks: np.ndarray, size: int, *, base: np.ndarray
     """
     dst = template(size, base)
     src = landmarks.astype(np.float32)
-    matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
-    if matrix is None:  # degenerate landmarks (all on a line): fall back to the exact least squares of all points
-        matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=0)
+    matrix = similarity(src, dst)
     scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
     image = rgb
     if scale < 0.5:
@@ -62,9 +74,7 @@ def align(rgb: np.ndarray, landmarks: np.ndarray, size: int, *, base: np.ndarray
         h, w = rgb.shape[:2]
         image = cv2.resize(rgb, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
         src = src * np.array([image.shape[1] / w, image.shape[0] / h], dtype=np.float32)
-        matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
-        if matrix is None:
-            matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=0)
+        matrix = similarity(src, dst)
     # Outside the photo is black: on tight crops (a face filling the frame) replicated edges smear into streaks that
     # cost the same-person score 0.2 on the bundled samples; black costs least (measured, see the README).
     crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=BORDERS[border],
@@ -77,9 +87,7 @@ def outside_fraction(shape: tuple[int, ...], landmarks: np.ndarray, size: int, b
                      step: int = 4) -> float:
     """The fraction of the aligned crop that would come from outside the photo: ~0 for an ordinary photo, large for
     a face that fills the frame (a tight crop), where the template's margin asks for pixels the photo lacks."""
-    matrix, _ = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), template(size, base), method=cv2.LMEDS)
-    if matrix is None:
-        matrix, _ = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), template(size, base), method=0)
+    matrix = similarity(landmarks.astype(np.float32), template(size, base))
     inverse = cv2.invertAffineTransform(matrix)
     ys, xs = np.mgrid[0:size:step, 0:size:step]
     pts = np.c_[xs.ravel() + 0.5, ys.ravel() + 0.5, np.ones(xs.size)] @ inverse.T

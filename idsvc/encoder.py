@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -69,16 +69,21 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, card: dict[str, An
     card = dict(card)
     card["weights_sha256"] = weights_sha256(state)
     card["weights_dtype"] = "float16" if fp16 else "float32"
+    return write_blob(path, {"format": FORMAT, "card": card, "state_dict": state})
+
+
+def write_blob(path: str | Path, blob: dict[str, Any]) -> dict[str, Any]:
+    """Write a checkpoint of any kind atomically, with ``<path>.card.json`` beside it for humans. Returns the card."""
+    card = blob["card"]
     card["version"] = model_version(card)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": FORMAT, "card": card, "state_dict": state}, tmp)
+    torch.save(blob, tmp)
     os.replace(tmp, path)
-    card["file_sha256"] = file_sha256(path)
-    card_path = path.with_name(path.name + ".card.json")
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
-    return card
+    shown = dict(card, file_sha256=file_sha256(path))
+    path.with_name(path.name + ".card.json").write_text(json.dumps(shown, indent=2) + "\n")
+    return shown
 
 
 def file_sha256(path: Path) -> str:
@@ -102,10 +107,21 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise IdsvcError("model_invalid", f"{p}: not an idsvc model checkpoint (format {FORMAT} expected)",
                          path=str(p))
-    card, state = blob["card"], blob["state_dict"]
-    if weights_sha256(state) != card.get("weights_sha256"):
+    if not _weights_match(blob):
         raise IdsvcError("model_invalid", f"{p}: weights do not match the checksum in the model card", path=str(p))
     return blob
+
+
+def _weights_match(blob: dict[str, Any]) -> bool:
+    """Whether the weights are the ones the card's checksum names (for a fusion: every member's, recursively)."""
+    card, kind = blob["card"], blob["card"].get("kind", "torch")
+    if kind == "onnx":
+        return hashlib.sha256(blob["onnx"]).hexdigest() == card.get("weights_sha256")
+    if kind == "fused":
+        versions = [model_version(m["blob"]["card"]) for m in blob["members"]]
+        return versions == [m["version"] for m in card["members"]] and all(_weights_match(m["blob"])
+                                                                          for m in blob["members"])
+    return weights_sha256(blob["state_dict"]) == card.get("weights_sha256")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -178,9 +194,50 @@ class Encoder:
         return np.concatenate(out).astype(np.float32, copy=False)
 
 
-def load_encoder(path: str | Path, *, device: str = "auto", batch_size: int = 32) -> Encoder:
-    """Raises ``file_not_found`` or ``model_invalid``."""
-    blob = read_checkpoint(path)
+class EmbeddingModel(Protocol):
+    """What every encoder kind offers (a torch network, SFace through ONNX Runtime, a fusion of encoders): it takes
+    (N, S, S, 3) uint8 crops aligned on idsvc's template at ``input_size`` and returns (N, dim) float32 embeddings
+    with norm 1."""
+
+    card: dict[str, Any]
+    path: Path | None
+    device: Any
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def input_size(self) -> int: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def threshold(self) -> float | None: ...
+
+    def embed(self, crops: np.ndarray) -> np.ndarray: ...
+
+
+def load_encoder(path: str | Path, *, device: str = "auto", batch_size: int = 32) -> EmbeddingModel:
+    """Any checkpoint kind (torch, onnx, fused). Raises ``file_not_found`` or ``model_invalid``."""
+    return _from_blob(read_checkpoint(path), Path(path), device, batch_size)
+
+
+def _from_blob(blob: dict[str, Any], path: Path | None, device: str, batch_size: int) -> EmbeddingModel:
+    kind = blob["card"].get("kind", "torch")
+    if kind == "onnx":
+        from idsvc.sface import SFaceEncoder
+
+        return SFaceEncoder(blob["onnx"], blob["card"], path, batch_size)
+    if kind == "fused":
+        from idsvc.fused import FusedEncoder
+
+        members = [(float(m["weight"]), _from_blob(m["blob"], None, device, batch_size)) for m in blob["members"]]
+        return FusedEncoder(members, blob["card"], path)
+    return _torch_encoder(blob, path, device, batch_size)
+
+
+def _torch_encoder(blob: dict[str, Any], path: Path | None, device: str, batch_size: int) -> Encoder:
     card = blob["card"]
     dev = resolve_device(device)
     if dev.type == "cpu":
@@ -193,7 +250,7 @@ def load_encoder(path: str | Path, *, device: str = "auto", batch_size: int = 32
         raise IdsvcError("model_invalid", f"{path}: weights do not fit architecture {card['arch']}: {exc}",
                          path=str(path)) from None
     model.eval().to(dev)
-    return Encoder(model=model, card=card, device=dev, path=Path(path), batch_size=batch_size)
+    return Encoder(model=model, card=card, device=dev, path=path, batch_size=batch_size)
 
 
 def update_card(path: Path, changes: dict[str, Any]) -> dict[str, Any]:

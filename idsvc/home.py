@@ -16,13 +16,13 @@ from idsvc.settings import Settings
 from idsvc.write_lock import WriteLock, ensure_home
 
 if TYPE_CHECKING:
-    from idsvc.encoder import Encoder
+    from idsvc.encoder import EmbeddingModel
     from idsvc.pipeline import Pipeline
     from idsvc.registry import Registry
 
 
 class Home:
-    def __init__(self, settings: Settings, *, encoder: Encoder | None = None,
+    def __init__(self, settings: Settings, *, encoder: EmbeddingModel | None = None,
                  pipeline: Pipeline | None = None) -> None:
         self.settings = settings
         self._registry: Registry | None = None

@@ -26,7 +26,7 @@ from idsvc.write_lock import ensure_home
 
 if TYPE_CHECKING:
     from idsvc.calibration import CalibrationRequest
-    from idsvc.encoder import Encoder
+    from idsvc.encoder import EmbeddingModel
     from idsvc.pipeline import Pipeline
     from idsvc.training import TrainConfig
 
@@ -37,7 +37,7 @@ class Service:
     """One per process. Nothing heavy loads until an operation needs it: listing identities opens only the
     database; the models load once, on the first operation that embeds a face."""
 
-    def __init__(self, settings: Settings, *, encoder: Encoder | None = None, pipeline: Pipeline | None = None):
+    def __init__(self, settings: Settings, *, encoder: EmbeddingModel | None = None, pipeline: Pipeline | None = None):
         self.settings = settings
         self.home = Home(settings, encoder=encoder, pipeline=pipeline)
 
@@ -139,6 +139,18 @@ class Service:
         from idsvc.facenet_keras import import_to_checkpoint
 
         card = import_to_checkpoint(h5, out, name=name, fp16=fp16)
+        return {"path": str(out), "card": card}
+
+    def import_sface(self, onnx_path: Path | None, out: Path, *, name: str) -> dict[str, Any]:
+        from idsvc.sface import import_sface
+
+        card = import_sface(onnx_path, out, name=name)
+        return {"path": str(out), "card": card}
+
+    def fuse_models(self, paths: list[Path], weights: list[float], out: Path, *, name: str) -> dict[str, Any]:
+        from idsvc.fused import fuse
+
+        card = fuse(paths, weights, out, name=name)
         return {"path": str(out), "card": card}
 
     def train(self, config: TrainConfig, event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     # Faces that fill the frame (tight crops): when more than ``tight_crop_outside`` of the aligned crop would lie
     # outside the photo, the crop is prepared by ``tight_crop_mode`` instead of filling the margin with black.
     tight_crop_outside: float = Field(0.10, ge=0.0, le=1.0)
-    tight_crop_mode: Literal["reflect", "replicate", "whole", "black"] = "reflect"
+    tight_crop_mode: Literal["whole", "replicate", "reflect", "black"] = "whole"
 
     # Detection (MTCNN) and the quality gate.
     det_min_face_size: int = Field(20, ge=8)

@@ -1,0 +1,80 @@
+"""A fused encoder: member encoders' L2-normalised embeddings, each scaled by √(wᵢ / Σw) and concatenated.
+
+So the fused vector has norm 1 and its cosine with another fused vector is the weighted mean of the members'
+cosines: ⟨f, f'⟩ = Σ (wᵢ/Σw) ⟨eᵢ, e'ᵢ⟩. Every member takes the same idsvc-template crop (each prepares its own
+input from it), so detection, stored crops and ``reindex --model`` work unchanged; the model version covers every
+member's version and weight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from idsvc.errors import IdsvcError
+
+
+def make_card(name: str, members: list[tuple[float, Any]]) -> dict[str, Any]:
+    """Card of a fusion of ``(weight, encoder)`` members. Raises ``invalid_argument``."""
+    if len(members) < 2 or any(not (w > 0) for w, _ in members):
+        raise IdsvcError("invalid_argument", "a fused model needs two or more members with positive weights")
+    sizes = {enc.input_size for _, enc in members}
+    if len(sizes) != 1:
+        raise IdsvcError("invalid_argument", f"members take crops of different sizes {sorted(sizes)}")
+    listed = [{"name": enc.card["name"], "version": enc.version, "weight": float(w)} for w, enc in members]
+    digest = hashlib.sha256(json.dumps(listed, sort_keys=True).encode()).hexdigest()
+    return {"name": name, "arch": "fused", "kind": "fused", "members": listed,
+            "embedding_size": int(sum(enc.dim for _, enc in members)),
+            "preprocessing": {"input_size": sizes.pop(), "members": [m["version"] for m in listed]},
+            "weights_sha256": digest, "source": "fusion of " + ", ".join(m["name"] for m in listed),
+            "training": {}, "lfw": {}, "threshold": None, "notes": ""}
+
+
+class FusedEncoder:
+    def __init__(self, members: list[tuple[float, Any]], card: dict[str, Any], path: Path | None = None) -> None:
+        total = sum(w for w, _ in members)
+        self.members = [(float(np.sqrt(w / total)), enc) for w, enc in members]
+        self.card, self.path = card, path
+        self.device = ", ".join(sorted({str(enc.device) for _, enc in members}))
+
+    @property
+    def version(self) -> str:
+        from idsvc.encoder import model_version
+
+        return model_version(self.card)
+
+    @property
+    def input_size(self) -> int:
+        return int(self.members[0][1].input_size)
+
+    @property
+    def dim(self) -> int:
+        return int(sum(enc.dim for _, enc in self.members))
+
+    @property
+    def threshold(self) -> float | None:
+        return self.card.get("threshold")
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 → (N, Σ Dᵢ) float32 with norm 1 (each member's part scaled by √(wᵢ/Σw))."""
+        parts = [scale * enc.embed(crops) for scale, enc in self.members]
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def fuse(paths: list[Path], weights: list[float], out: Path, *, name: str = "fused") -> dict[str, Any]:
+    """Write a fused checkpoint holding each member checkpoint whole. Raises ``invalid_argument``,
+    ``file_not_found`` and ``model_invalid``."""
+    from idsvc.encoder import FORMAT, load_encoder, read_checkpoint, write_blob
+
+    if len(weights) != len(paths):
+        raise IdsvcError("invalid_argument", f"{len(paths)} models but {len(weights)} weights")
+    blobs = [read_checkpoint(p) for p in paths]
+    if any(b["card"].get("kind") == "fused" for b in blobs):
+        raise IdsvcError("invalid_argument", "a member cannot itself be a fused model")
+    card = make_card(name, [(w, load_encoder(p, device="cpu")) for w, p in zip(weights, paths)])
+    members = [{"weight": float(w), "blob": b} for w, b in zip(weights, blobs)]
+    return write_blob(out, {"format": FORMAT, "card": card, "members": members})

@@ -1,0 +1,98 @@
+"""SFace through ONNX Runtime and fused encoders, on real photos: the repaired int8 file embeds faces, a fused vector
+has norm 1 and its cosine is the weighted mean of its members' cosines, and a home switches between a single and
+a fused model with `reindex --model`, keeping every template and never mixing versions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from idsvc.encoder import load_encoder
+from idsvc.errors import IdsvcError
+from idsvc.imageio import load_image
+from tests.conftest import LFW
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def sface_path(tmp_path_factory) -> Path:
+    from idsvc.sface import import_sface
+
+    out = tmp_path_factory.mktemp("sface") / "sface.pt"
+    import_sface(None, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def crops(shared_pipeline) -> np.ndarray:
+    """Aligned crops of two photos of Colin Powell and one of George W. Bush."""
+    paths = sorted((LFW / "Colin_Powell").glob("*.jpg"))[:2] + sorted((LFW / "George_W_Bush").glob("*.jpg"))[:1]
+    return np.stack([shared_pipeline.one_face(load_image(p, max_pixels=10**8, min_side=8), strict=False).aligned.crop
+                     for p in paths])
+
+
+def test_sface_embeds_real_faces(sface_path, crops):
+    enc = load_encoder(sface_path, device="cpu")
+    v = enc.embed(crops)
+    assert v.shape == (3, 128) and v.dtype == np.float32 and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    assert v[0] @ v[1] > 0.5 > v[0] @ v[2]  # same person well above a different one
+    assert enc.embed(crops[:0]).shape == (0, 128)
+
+
+def test_a_non_onnx_file_is_refused(tmp_path):
+    from idsvc.sface import import_sface
+
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(IdsvcError) as err:
+        import_sface(junk, tmp_path / "x.pt")
+    assert err.value.code == "model_invalid"
+
+
+def test_fused_vector_has_norm_1_and_cosine_is_the_weighted_mean(sface_path, model_path, crops, tmp_path):
+    from idsvc.fused import fuse
+
+    card = fuse([model_path, sface_path], [2.0, 1.0], tmp_path / "fused.pt")
+    fused = load_encoder(tmp_path / "fused.pt", device="cpu")
+    a, b = load_encoder(model_path, device="cpu").embed(crops), load_encoder(sface_path, device="cpu").embed(crops)
+    f = fused.embed(crops)
+    assert f.shape == (3, 256) and np.allclose(np.linalg.norm(f, axis=1), 1, atol=1e-5)
+    assert np.allclose(f @ f.T, (2 * (a @ a.T) + b @ b.T) / 3, atol=1e-5)
+    assert card["embedding_size"] == 256 and [m["weight"] for m in card["members"]] == [2.0, 1.0]
+    other = fuse([model_path, sface_path], [1.0, 1.0], tmp_path / "equal.pt")
+    assert other["version"] != card["version"]  # the weights are part of the model version
+    with pytest.raises(IdsvcError) as err:
+        fuse([model_path], [1.0], tmp_path / "one.pt")
+    assert err.value.code == "invalid_argument"
+
+
+def test_a_home_switches_between_single_and_fused_models(service, photos, sface_path, model_path, tmp_path):
+    from idsvc.fused import fuse
+
+    fused_path = tmp_path / "fused.pt"
+    fused_version = fuse([model_path, sface_path], [1.0, 1.0], fused_path)["version"]
+    colin = photos("lfw", "Colin_Powell", 1, 2, 3)
+    n = len(service.enroll("colin", [str(p) for p in colin[:2]])["accepted"])
+    single = service.version
+    home = service.settings.home
+
+    def idsvc(*args: str) -> dict:
+        r = runner.invoke(app, ["--home", str(home), "--json", *args], catch_exceptions=False)
+        assert r.exit_code in (0, 1), r.stderr
+        return json.loads(r.stdout)
+
+    up = idsvc("reindex", "--model", str(fused_path))
+    assert up["upgrade"]["to"] == fused_version and up["upgrade"]["templates"] == n and up["vectors"] == n
+    st = idsvc("status")
+    assert st["model"]["version"] == fused_version and st["templates_other_models"] == {}
+    assert st["model"]["embedding_size"] == 256 and st["index"]["in_agreement"]
+    assert idsvc("search", "--threshold", "0.4", str(colin[2]))["identity"] == "colin"  # not calibrated yet
+    back = idsvc("reindex", "--model", str(model_path))
+    assert back["upgrade"]["to"] == single and back["vectors"] == n
+    assert idsvc("status")["templates_other_models"] == {}
