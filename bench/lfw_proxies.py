@@ -24,10 +24,10 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from idsvc.align import ARCFACE_112, align, center_crop  # noqa: E402
-from idsvc.evaluate import read_pairs  # noqa: E402
-from idsvc.imageio import load_image  # noqa: E402
-from idsvc.settings import SHARED_DATA, load_settings  # noqa: E402
+from idsvc.align import ARCFACE_112, align, center_crop
+from idsvc.evaluate import read_pairs
+from idsvc.imageio import load_image
+from idsvc.settings import SHARED_DATA, load_settings
 
 
 def grey_with_hard_light(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:

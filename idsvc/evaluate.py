@@ -125,17 +125,37 @@ def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float) -> float:
     return float(tpr[ok].max()) if ok.any() else 0.0
 
 
-def kfold_accuracy(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> dict:
-    """LFW protocol: for each fold, the best-accuracy threshold on the other folds, tested on this one."""
-    accs, thresholds = [], []
+def kfold_correct(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """LFW protocol, pair by pair: (whether each pair is decided right by the best-accuracy threshold of the other
+    folds, each fold's threshold). Two models compared on the same pairs get the same protocol."""
+    correct = np.zeros(len(scores), dtype=bool)
+    thresholds = []
     for k in np.unique(folds):
         train = folds != k
         t, _ = best_accuracy_threshold(scores[train], labels[train])
         test = ~train
-        accs.append(float(((scores[test] >= t) == labels[test].astype(bool)).mean()))
+        correct[test] = (scores[test] >= t) == labels[test].astype(bool)
         thresholds.append(t)
+    return correct, thresholds
+
+
+def kfold_accuracy(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> dict:
+    """LFW protocol: for each fold, the best-accuracy threshold on the other folds, tested on this one."""
+    correct, thresholds = kfold_correct(scores, labels, folds)
+    accs = [float(correct[folds == k].mean()) for k in np.unique(folds)]
     return {"accuracy": float(np.mean(accs)), "accuracy_std": float(np.std(accs)), "fold_accuracy": accs,
             "fold_thresholds": thresholds, "threshold": float(np.mean(thresholds))}
+
+
+def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, float]:
+    """Exact McNemar test of two classifiers on the same pairs: only the discordant pairs count (b = A right and
+    B wrong, c = A wrong and B right); under "equally accurate" b ~ Binomial(b + c, 1/2). Two-sided p-value."""
+    from scipy.stats import binomtest
+
+    b = int(np.sum(correct_a & ~correct_b))
+    c = int(np.sum(~correct_a & correct_b))
+    p = 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
+    return {"a_only": b, "b_only": c, "p_value": p}
 
 
 def verification_report(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> dict:

@@ -117,3 +117,14 @@ def test_lfw_far_threshold_holds_on_the_held_out_fold(tmp_path):
     fold10 = row["folds"][9]
     assert fold10["far"] <= 3e-3 and fold10["tar"] > 0.9
     assert doc["accuracy"] >= 0.99
+
+
+def test_exact_mcnemar_by_hand():
+    from idsvc.evaluate import mcnemar_exact
+
+    a = np.array([True] * 10 + [False] * 2 + [True] * 5)
+    b = np.array([False] * 10 + [True] * 2 + [True] * 5)
+    t = mcnemar_exact(a, b)
+    # 10 pairs right only by A, 2 only by B: P(X <= 2 or X >= 10), X ~ Bin(12, 1/2) = 2 * (1 + 12 + 66) / 4096.
+    assert (t["a_only"], t["b_only"]) == (10, 2) and t["p_value"] == pytest.approx(2 * 79 / 4096)
+    assert mcnemar_exact(a, a)["p_value"] == 1.0
