@@ -11,14 +11,16 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from idsvc.errors import IdsvcError
 from idsvc.home import Home
 from idsvc.imageio import LoadedImage
-from idsvc.pipeline import FaceCrop
+
+if TYPE_CHECKING:
+    from idsvc.pipeline import FaceCrop  # a type only: importing the pipeline would load torch for every command
 
 log = logging.getLogger(__name__)
 COMMIT_EVERY = 16  # images per registry transaction: progress survives a kill

@@ -40,12 +40,13 @@ class FusedEncoder:
         self.members = [(float(np.sqrt(w / total)), enc) for w, enc in members]
         self.card, self.path = card, path
         self.device = ", ".join(sorted({str(enc.device) for _, enc in members}))
+        from idsvc.encoder import model_version
+
+        self._version = model_version(card)
 
     @property
     def version(self) -> str:
-        from idsvc.encoder import model_version
-
-        return model_version(self.card)
+        return self._version
 
     @property
     def input_size(self) -> int:

@@ -78,12 +78,13 @@ class SFaceEncoder:
         self.card, self.path, self.batch_size = card, path, batch_size
         self.device = "cpu (onnxruntime)"
         self.to_arcface = similarity(TEMPLATE_160, ARCFACE_112)
+        from idsvc.encoder import model_version
+
+        self._version = model_version(card)
 
     @property
     def version(self) -> str:
-        from idsvc.encoder import model_version
-
-        return model_version(self.card)
+        return self._version
 
     @property
     def input_size(self) -> int:
