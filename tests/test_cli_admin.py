@@ -126,3 +126,17 @@ def test_verbose_logs_counts_and_seconds(tmp_path, photos):
 def test_help_exits_0(tmp_path, args):
     r = idsvc(tmp_path / "h", *args)
     assert r.exit_code == 0 and "Usage" in r.stdout
+
+
+@pytest.mark.parametrize("args", [["identities", "list"], ["keys", "list"], ["thresholds"], ["db", "upgrade"]])
+def test_admin_commands_load_no_heavy_library(tmp_path, args):
+    """House style 18: commands that need no model import neither torch nor faiss nor OpenCV."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom cli.main import app\n"
+            f"try:\n    app({['--home', str(tmp_path / 'h'), *args]!r})\nexcept SystemExit as e:\n    rc = e.code\n"
+            "print([m for m in ('torch', 'faiss', 'cv2', 'facenet_pytorch') if m in sys.modules])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parent.parent)
+    assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout + r.stderr
