@@ -9,10 +9,11 @@ embeddings from different models are never compared.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -146,23 +147,15 @@ def preprocess(crops: np.ndarray, normalize: str) -> torch.Tensor:
     return (x - 127.5) / 128.0
 
 
-@dataclass
-class Encoder:
-    """A loaded model ready to embed aligned crops."""
+class CardProperties:
+    """Version, input size, dimension and threshold of any encoder kind, all read from its model card (the version is
+    hashed once)."""
 
-    model: torch.nn.Module
     card: dict[str, Any]
-    device: torch.device
-    path: Path | None = None
-    batch_size: int = 32
-    _version: str = field(default="", init=False)
 
-    def __post_init__(self) -> None:
-        self._version = model_version(self.card)
-
-    @property
+    @functools.cached_property
     def version(self) -> str:
-        return self._version
+        return model_version(self.card)
 
     @property
     def input_size(self) -> int:
@@ -175,6 +168,17 @@ class Encoder:
     @property
     def threshold(self) -> float | None:
         return self.card.get("threshold")
+
+
+@dataclass
+class Encoder(CardProperties):
+    """A loaded model ready to embed aligned crops."""
+
+    model: torch.nn.Module
+    card: dict[str, Any]
+    device: torch.device
+    path: Path | None = None
+    batch_size: int = 32
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 aligned crops → (N, D) float32, L2-normalised."""

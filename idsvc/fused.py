@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from idsvc.encoder import CardProperties
 from idsvc.errors import IdsvcError
 
 
@@ -34,31 +35,12 @@ def make_card(name: str, members: list[tuple[float, Any]]) -> dict[str, Any]:
             "training": {}, "lfw": {}, "threshold": None, "notes": ""}
 
 
-class FusedEncoder:
+class FusedEncoder(CardProperties):
     def __init__(self, members: list[tuple[float, Any]], card: dict[str, Any], path: Path | None = None) -> None:
         total = sum(w for w, _ in members)
         self.members = [(float(np.sqrt(w / total)), enc) for w, enc in members]
         self.card, self.path = card, path
         self.device = ", ".join(sorted({str(enc.device) for _, enc in members}))
-        from idsvc.encoder import model_version
-
-        self._version = model_version(card)
-
-    @property
-    def version(self) -> str:
-        return self._version
-
-    @property
-    def input_size(self) -> int:
-        return int(self.members[0][1].input_size)
-
-    @property
-    def dim(self) -> int:
-        return int(sum(enc.dim for _, enc in self.members))
-
-    @property
-    def threshold(self) -> float | None:
-        return self.card.get("threshold")
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 → (N, Σ Dᵢ) float32 with norm 1 (each member's part scaled by √(wᵢ/Σw))."""

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from idsvc.align import ARCFACE_112, TEMPLATE_160, similarity
+from idsvc.encoder import CardProperties
 from idsvc.errors import IdsvcError
 
 BASE_SIZE = 160  # the idsvc template crops every encoder is given
@@ -62,7 +63,7 @@ def make_card(onnx_bytes: bytes, name: str) -> dict[str, Any]:
             "source": SOURCE_NOTE, "training": {}, "lfw": {}, "threshold": None, "notes": ""}
 
 
-class SFaceEncoder:
+class SFaceEncoder(CardProperties):
     """(N, 160, 160, 3) uint8 idsvc-template crops → (N, 128) float32, L2-normalised."""
 
     def __init__(self, onnx_bytes: bytes, card: dict[str, Any], path: Path | None = None,
@@ -78,25 +79,6 @@ class SFaceEncoder:
         self.card, self.path, self.batch_size = card, path, batch_size
         self.device = "cpu (onnxruntime)"
         self.to_arcface = similarity(TEMPLATE_160, ARCFACE_112)
-        from idsvc.encoder import model_version
-
-        self._version = model_version(card)
-
-    @property
-    def version(self) -> str:
-        return self._version
-
-    @property
-    def input_size(self) -> int:
-        return BASE_SIZE
-
-    @property
-    def dim(self) -> int:
-        return 128
-
-    @property
-    def threshold(self) -> float | None:
-        return self.card.get("threshold")
 
     def arcface_crops(self, crops: np.ndarray) -> np.ndarray:
         """idsvc-template crops (any size) → SFace's (N, 112, 112, 3) ArcFace-template crops."""
