@@ -49,9 +49,11 @@ def model_fuse(ctx: typer.Context,
                weights: Optional[list[float]] = typer.Option(None, "--weight", "-w", help="One weight per member, in "
                                                              "order (default: equal)."),
                out_path: Path = typer.Option(..., "--out", "-o", help="Fused checkpoint to write."),
-               name: str = typer.Option("fused", help="Model name in the card.")) -> None:
+               name: str = typer.Option("fused", help="Model name in the card."),
+               link: bool = typer.Option(False, "--link", help="Name the member files (relative to --out) instead "
+                                         "of copying them in; ship them beside it.")) -> None:
     """Fuse encoders: the fused cosine is the weighted mean of the members' cosines."""
-    r = service(ctx).fuse_models(members, weights or [1.0] * len(members), out_path, name=name)
+    r = service(ctx).fuse_models(members, weights or [1.0] * len(members), out_path, name=name, link=link)
     out(ctx).emit(r)
     out(ctx).print(f"wrote {out_path} (model version {r['card']['version']}, {r['card']['embedding_size']}-d)")
 

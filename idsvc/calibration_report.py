@@ -39,7 +39,7 @@ def write_calibration_report(out: Path, result: dict[str, Any], pairs: list[Pair
         rows = []
         if len(idxs):
             paths = [p for i in idxs for p in (pairs[i].a, pairs[i].b)]
-            crops, _ = pipeline.eval_crops(paths)
+            crops, _, _ = pipeline.eval_crops(paths)
             for j, i in enumerate(idxs):
                 rows.append((crops[2 * j], crops[2 * j + 1],
                              f"{scores[i]:.3f}  {pairs[i].a.parent.name} / {pairs[i].b.parent.name}"))

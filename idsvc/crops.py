@@ -1,18 +1,29 @@
 """The crop store: each template's aligned face crop, kept losslessly so a model upgrade can re-embed it exactly.
 
-Crops are named after their template id under ``HOME/crops``; the registry records the path.
+Crops are named after their template id under ``HOME/crops``; the registry records the path and where the five
+landmarks lie in the crop (a face that filled its photo is kept whole, not on idsvc's template, and an encoder with
+its own template must re-align it from them).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from idsvc.errors import IdsvcError
 
+if TYPE_CHECKING:
+    from idsvc.align import Aligned
+
 CROP_SIZE = 160  # stored at the template's native size; other model input sizes resize exactly
+
+
+def stored_landmarks(aligned: Aligned) -> list[list[float]]:
+    """The crop's landmarks in the stored ``CROP_SIZE`` crop."""
+    return (aligned.landmarks * (CROP_SIZE / aligned.crop.shape[0])).tolist()
 
 
 class CropStore:
@@ -53,19 +64,24 @@ class CropStore:
             if p:
                 Path(p).unlink(missing_ok=True)
 
-    def crop_for(self, row: dict[str, Any], pipeline: Any) -> np.ndarray:
-        """The stored crop of a template row, or (if it was lost) the crop re-made from the source photo when its
-        hash still matches. Raises ``crop_missing`` when neither exists."""
-        from idsvc.align import resize_crop
+    def crop_for(self, row: dict[str, Any], pipeline: Any, size: int = CROP_SIZE) -> Aligned:
+        """The stored crop of a template row (``crop_path``, ``crop_landmarks``) at ``size``, or (if it was lost)
+        the crop re-made from the source photo when its hash still matches. Raises ``crop_missing`` when neither
+        exists."""
+        from idsvc.align import Aligned, resize_crop, template
 
         crop_path = row.get("crop_path")
         if self.exists(crop_path):
-            return self.read(str(crop_path))
+            marks = row.get("crop_landmarks")
+            landmarks = np.array(json.loads(marks), np.float32) if marks else template(CROP_SIZE)
+            return Aligned(resize_crop(self.read(str(crop_path)), size), landmarks * np.float32(size / CROP_SIZE))
         src = row.get("source_path")
         if src and Path(src).is_file():
             image = pipeline.load(src)
             if image.sha256 == row["image_sha256"]:
-                return resize_crop(pipeline.one_face(image, strict=False).aligned.crop, CROP_SIZE)
+                made = pipeline.one_face(image, strict=False).aligned
+                return Aligned(resize_crop(made.crop, size),
+                               made.landmarks * np.float32(size / made.crop.shape[0]))
         raise IdsvcError("crop_missing", f"template {row['id']}: its crop {crop_path} is missing and its source "
                          "photo is gone or changed; delete the template's identity or restore the crop",
                          template_id=row["id"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from idsvc.crops import stored_landmarks
 from idsvc.errors import IdsvcError
 from idsvc.home import Home
 from idsvc.index_store import Problem
@@ -44,10 +45,11 @@ def doctor(home: Home, *, fix: bool = False) -> dict[str, Any]:
     with home.lock.hold():
         for r in lost:
             try:
-                crop = home.crops.crop_for({**r, "crop_path": None}, home.model.pipeline)
+                made = home.crops.crop_for({**r, "crop_path": None}, home.model.pipeline)
             except IdsvcError:
                 continue
-            home.registry.set_crop_paths(home.crops.save({r["id"]: crop}))
+            home.registry.set_crop_paths(home.crops.save({r["id"]: made.crop}),
+                                         {r["id"]: stored_landmarks(made)})
             fixed.append(f"crop of template {r['id']} re-made from its source photo")
         if any(p["check"] not in UNFIXABLE_HERE for p in problems):
             home.index.save(home.index.build())

@@ -96,8 +96,20 @@ def file_sha256(path: Path) -> str:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load and validate a checkpoint file. Raises ``file_not_found`` or ``model_invalid``."""
+    """Load and validate a checkpoint file; a fusion's members kept in files of their own (``fuse(link=True)``)
+    are read from beside it. Raises ``file_not_found`` or ``model_invalid``."""
     p = Path(path)
+    blob = _read_file(p)
+    if blob["card"].get("kind") == "fused":
+        blob["members"] = [m if "blob" in m else {**m, "blob": read_checkpoint(p.parent / m["file"])}
+                           for m in blob["members"]]
+    if not _weights_match(blob):
+        raise IdsvcError("model_invalid", f"{p}: weights do not match the checksum in the model card", path=str(p))
+    return blob
+
+
+def _read_file(p: Path) -> dict[str, Any]:
+    """The checkpoint file as stored (linked members not resolved)."""
     if not p.is_file():
         raise IdsvcError("file_not_found", f"{p}: no such model file", path=str(p))
     try:
@@ -108,8 +120,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise IdsvcError("model_invalid", f"{p}: not an idsvc model checkpoint (format {FORMAT} expected)",
                          path=str(p))
-    if not _weights_match(blob):
-        raise IdsvcError("model_invalid", f"{p}: weights do not match the checksum in the model card", path=str(p))
     return blob
 
 
@@ -180,8 +190,9 @@ class Encoder(CardProperties):
     path: Path | None = None
     batch_size: int = 32
 
-    def embed(self, crops: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 aligned crops → (N, D) float32, L2-normalised."""
+    def embed(self, crops: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
+        """(N, S, S, 3) uint8 aligned crops → (N, D) float32, L2-normalised. The crops go in as they are (this
+        network was trained on idsvc's crops), so ``landmarks`` is not needed."""
         if len(crops) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         out = []
@@ -200,8 +211,10 @@ class Encoder(CardProperties):
 
 class EmbeddingModel(Protocol):
     """What every encoder kind offers (a torch network, SFace through ONNX Runtime, a fusion of encoders): it takes
-    (N, S, S, 3) uint8 crops aligned on idsvc's template at ``input_size`` and returns (N, dim) float32 embeddings
-    with norm 1."""
+    (N, S, S, 3) uint8 crops at ``input_size`` — aligned on idsvc's template, or a face that filled its photo taken
+    whole — with where their five landmarks lie ((N, 5, 2) crop pixels; None: on the template), and returns (N, dim)
+    float32 embeddings with norm 1. An encoder with its own template (SFace) re-aligns each crop from its
+    landmarks; one trained on idsvc's crops takes them as they are."""
 
     card: dict[str, Any]
     path: Path | None
@@ -219,7 +232,7 @@ class EmbeddingModel(Protocol):
     @property
     def threshold(self) -> float | None: ...
 
-    def embed(self, crops: np.ndarray) -> np.ndarray: ...
+    def embed(self, crops: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray: ...
 
 
 def load_encoder(path: str | Path, *, device: str = "auto", batch_size: int = 32) -> EmbeddingModel:
@@ -259,7 +272,8 @@ def _torch_encoder(blob: dict[str, Any], path: Path | None, device: str, batch_s
 
 def update_card(path: Path, changes: dict[str, Any]) -> dict[str, Any]:
     """Rewrite a checkpoint with card fields changed (weights untouched, so the model version stays)."""
-    blob = read_checkpoint(path)
+    read_checkpoint(path)  # valid, members included
+    blob = _read_file(Path(path))  # rewritten as stored: linked members stay links
     blob["card"].update(changes)
     tmp = Path(str(path) + ".tmp")
     torch.save(blob, tmp)

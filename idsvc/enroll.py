@@ -48,15 +48,17 @@ class _Batch:
         self.accepted: list[dict[str, Any]] = []
 
     def flush(self, index: Any) -> None:
+        from idsvc.crops import stored_landmarks
         from idsvc.registry import NewTemplate
 
         if not self.pending:
             return
         home, version = self.home, self.home.model.version
-        vecs = home.model.pipeline.embed([fc.aligned.crop for _, _, fc in self.pending])
+        vecs = home.model.pipeline.embed([fc.aligned for _, _, fc in self.pending])
         new = [NewTemplate(embedding=v, model_version=version, image_sha256=img.sha256, source_path=src,
                            box=list(fc.face.box), landmarks=fc.face.landmarks.tolist(), det_prob=fc.face.prob,
-                           quality=fc.quality.score(), quality_details=fc.quality.as_dict())
+                           quality=fc.quality.score(), quality_details=fc.quality.as_dict(),
+                           crop_landmarks=stored_landmarks(fc.aligned))
                for v, (src, img, fc) in zip(vecs, self.pending)]
         ids = home.registry.add_templates(self.name, new)
         paths = home.crops.save({tid: fc.aligned.crop for tid, (_, _, fc) in zip(ids, self.pending)})

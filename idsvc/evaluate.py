@@ -220,8 +220,8 @@ def embed_photos(pipeline, paths: list[Path], cache: EmbeddingCache,
         progress(done)
     for i in range(0, len(todo), chunk):
         part = todo[i:i + chunk]
-        crops, found = pipeline.eval_crops([p for _, p in part])
-        cache.put_many([s for s, _ in part], pipeline.encoder.embed(crops), found)
+        crops, found, landmarks = pipeline.eval_crops([p for _, p in part])
+        cache.put_many([s for s, _ in part], pipeline.encoder.embed(crops, landmarks), found)
         if progress:
             progress(len(part))
     no_face = sum(1 for s in set(shas) if not cache.found.get(s, True))

@@ -1,15 +1,16 @@
 """A fused encoder: member encoders' L2-normalised embeddings, each scaled by √(wᵢ / Σw) and concatenated.
 
 So the fused vector has norm 1 and its cosine with another fused vector is the weighted mean of the members'
-cosines: ⟨f, f'⟩ = Σ (wᵢ/Σw) ⟨eᵢ, e'ᵢ⟩. Every member takes the same idsvc-template crop (each prepares its own
-input from it), so detection, stored crops and ``reindex --model`` work unchanged; the model version covers every
-member's version and weight.
+cosines: ⟨f, f'⟩ = Σ (wᵢ/Σw) ⟨eᵢ, e'ᵢ⟩. Every member takes the same crop and its five landmarks and aligns
+its own input from them (FaceNet: idsvc's 160-px template; SFace: the 112-px ArcFace one), so detection, stored
+crops and ``reindex --model`` work unchanged; the model version covers every member's version and weight.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +43,18 @@ class FusedEncoder(CardProperties):
         self.card, self.path = card, path
         self.device = ", ".join(sorted({str(enc.device) for _, enc in members}))
 
-    def embed(self, crops: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 → (N, Σ Dᵢ) float32 with norm 1 (each member's part scaled by √(wᵢ/Σw))."""
-        parts = [scale * enc.embed(crops) for scale, enc in self.members]
+    def embed(self, crops: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
+        """(N, S, S, 3) uint8 → (N, Σ Dᵢ) float32 with norm 1 (each member's part scaled by √(wᵢ/Σw)); each
+        member prepares its own input from the crop and its landmarks."""
+        parts = [scale * enc.embed(crops, landmarks) for scale, enc in self.members]
         return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-def fuse(paths: list[Path], weights: list[float], out: Path, *, name: str = "fused") -> dict[str, Any]:
-    """Write a fused checkpoint holding each member checkpoint whole. Raises ``invalid_argument``,
-    ``file_not_found`` and ``model_invalid``."""
+def fuse(paths: list[Path], weights: list[float], out: Path, *, name: str = "fused",
+         link: bool = False) -> dict[str, Any]:
+    """Write a fused checkpoint holding each member checkpoint whole, or with ``link`` naming each member's file
+    relative to it (members shipped beside it, as ``data/models/`` does, are then stored once; the member versions
+    in the card still pin their weights). Raises ``invalid_argument``, ``file_not_found`` and ``model_invalid``."""
     from idsvc.encoder import FORMAT, load_encoder, read_checkpoint, write_blob
 
     if len(weights) != len(paths):
@@ -59,5 +63,6 @@ def fuse(paths: list[Path], weights: list[float], out: Path, *, name: str = "fus
     if any(b["card"].get("kind") == "fused" for b in blobs):
         raise IdsvcError("invalid_argument", "a member cannot itself be a fused model")
     card = make_card(name, [(w, load_encoder(p, device="cpu")) for w, p in zip(weights, paths)])
-    members = [{"weight": float(w), "blob": b} for w, b in zip(weights, blobs)]
+    members = [{"weight": float(w), "file": os.path.relpath(p, out.resolve().parent)} if link
+               else {"weight": float(w), "blob": b} for w, b, p in zip(weights, blobs, (q.resolve() for q in paths))]
     return write_blob(out, {"format": FORMAT, "card": card, "members": members})

@@ -55,7 +55,7 @@ class Pipeline:
         from idsvc.detect import PAD_FRACTION
 
         s = self.settings
-        return f"pad{PAD_FRACTION}-tight{s.tight_crop_outside}-{s.tight_crop_mode}"
+        return f"pad{PAD_FRACTION}-tight{s.tight_crop_outside}-{s.tight_crop_mode}-landmarks"
 
     def load(self, path: str | Path) -> LoadedImage:
         s = self.settings
@@ -154,27 +154,29 @@ class Pipeline:
             raise IdsvcError("low_quality", f"{image.source}: {'; '.join(reasons)}", path=image.source,
                              reasons=reasons, quality=fc.quality.as_dict())
 
-    def embed(self, crops: list[np.ndarray]) -> np.ndarray:
-        """(N, S, S, 3) uint8 → (N, D) float32 L2-normalised."""
+    def embed(self, aligned: list[Aligned]) -> np.ndarray:
+        """Crops (with their landmarks) → (N, D) float32 L2-normalised."""
         if self.encoder is None:
             raise IdsvcError("internal", "this pipeline was built without an encoder")
-        return self.encoder.embed(np.stack(crops) if crops else np.zeros((0, self.crop_size, self.crop_size, 3),
-                                                                           np.uint8))
+        if not aligned:
+            return self.encoder.embed(np.zeros((0, self.crop_size, self.crop_size, 3), np.uint8))
+        return self.encoder.embed(np.stack([a.crop for a in aligned]), np.stack([a.landmarks for a in aligned]))
 
-    def eval_crops(self, paths: list[Path], batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """Aligned crops for evaluation/training: the chosen face, or a centre crop where none is found.
+    def eval_crops(self, paths: list[Path], batch: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Crops for evaluation/training: the chosen face, or a centre crop where none is found.
 
-        Returns ((N, S, S, 3) uint8, (N,) bool found). Same-shape photos share MTCNN passes.
+        Returns ((N, S, S, 3) uint8 crops, (N,) bool found, (N, 5, 2) landmarks in the crops — the template's for
+        a centre crop). Same-shape photos share MTCNN passes.
         """
-        crops: list[np.ndarray] = []
+        crops: list[Aligned] = []
         found: list[bool] = []
         for i in range(0, len(paths), batch):
             images = [self.load(p) for p in paths[i:i + batch]]
             for image, faces in zip(images, self.detector.detect_batch([im.pixels for im in images])):
                 if faces:
-                    crops.append(self.prepare(image.pixels, faces[0])[0].crop)
-                    found.append(True)
+                    crops.append(self.prepare(image.pixels, faces[0])[0])
                 else:
-                    crops.append(center_crop(image.pixels, self.crop_size))
-                    found.append(False)
-        return np.stack(crops), np.array(found, dtype=bool)
+                    crops.append(Aligned(center_crop(image.pixels, self.crop_size), template(self.crop_size)))
+                found.append(bool(faces))
+        return (np.stack([a.crop for a in crops]), np.array(found, dtype=bool),
+                np.stack([a.landmarks for a in crops]).astype(np.float32))

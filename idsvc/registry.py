@@ -59,6 +59,7 @@ class NewTemplate:
     det_prob: float
     quality: float
     quality_details: dict[str, Any] = field(default_factory=dict)
+    crop_landmarks: list[list[float]] | None = None  # in the stored crop; None: on idsvc's template
 
 
 def alembic_config(connection: Any = None) -> Any:
@@ -224,6 +225,8 @@ class Registry:
                         box=json.dumps([round(v, 2) for v in it.box]),
                         landmarks=json.dumps([[round(x, 2), round(y, 2)] for x, y in it.landmarks]),
                         det_prob=it.det_prob, quality=it.quality, quality_details=json.dumps(it.quality_details),
+                        crop_landmarks=None if it.crop_landmarks is None else json.dumps(
+                            [[round(x, 2), round(y, 2)] for x, y in it.crop_landmarks]),
                         created_at=now()))
                 except IntegrityError:
                     raise IdsvcError("already_enrolled", f"{it.source_path}: image already enrolled",
@@ -240,10 +243,14 @@ class Registry:
             conn.execute(delete(t.templates).where(t.templates.c.id == template_id))
         return row.crop_path
 
-    def set_crop_paths(self, paths: dict[int, str]) -> None:
+    def set_crop_paths(self, paths: dict[int, str], landmarks: dict[int, list[list[float]]] | None = None) -> None:
+        """Record where each template's crop is (and, when given, where its landmarks lie in it)."""
         with self.engine.begin() as conn:
             for tid, p in paths.items():
-                conn.execute(update(t.templates).where(t.templates.c.id == tid).values(crop_path=p))
+                values: dict[str, Any] = {"crop_path": p}
+                if landmarks and tid in landmarks:
+                    values["crop_landmarks"] = json.dumps([[round(x, 2), round(y, 2)] for x, y in landmarks[tid]])
+                conn.execute(update(t.templates).where(t.templates.c.id == tid).values(**values))
 
     def templates_of(self, name: str) -> list[dict[str, Any]]:
         cols = [c for c in t.templates.c if c.name != "embedding"]

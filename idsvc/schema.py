@@ -45,6 +45,7 @@ templates = Table(
     Column("quality", Float, nullable=False),
     Column("quality_details", Text, nullable=False, default="{}"),
     Column("crop_path", Text, nullable=True),
+    Column("crop_landmarks", Text, nullable=True),  # JSON [[x, y] * 5] in the stored 160-px crop; NULL: on template
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("image_sha256", name="uq_templates_image_sha256"),
     Index("ix_templates_identity_id", "identity_id"),

@@ -43,7 +43,7 @@ def search(home: Home, image: ImageInput, *, top_k: int = 5, threshold: float | 
     if not crops:
         raise IdsvcError("no_face", f"{img.source}: no face found", path=img.source)
     detected = len(crops) if all_faces else crops[0].faces_in_image
-    vecs = pipeline.embed([c.aligned.crop for c in crops])
+    vecs = pipeline.embed([c.aligned for c in crops])
     index = home.index.open().index
     faces = []
     for fc, vec in zip(crops, vecs):

@@ -147,10 +147,11 @@ class Service:
         card = import_sface(onnx_path, out, name=name)
         return {"path": str(out), "card": card}
 
-    def fuse_models(self, paths: list[Path], weights: list[float], out: Path, *, name: str) -> dict[str, Any]:
+    def fuse_models(self, paths: list[Path], weights: list[float], out: Path, *, name: str,
+                    link: bool = False) -> dict[str, Any]:
         from idsvc.fused import fuse
 
-        card = fuse(paths, weights, out, name=name)
+        card = fuse(paths, weights, out, name=name, link=link)
         return {"path": str(out), "card": card}
 
     def train(self, config: TrainConfig, event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:

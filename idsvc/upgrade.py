@@ -17,13 +17,12 @@ import numpy as np
 from idsvc.home import Home
 
 log = logging.getLogger(__name__)
-TEMPLATE_COLUMNS = ["id", "crop_path", "source_path", "image_sha256", "model_version"]
+TEMPLATE_COLUMNS = ["id", "crop_path", "crop_landmarks", "source_path", "image_sha256", "model_version"]
 
 
 def upgrade_model(home: Home, path: Path, progress: Callable[..., None] | None = None) -> dict[str, Any]:
     """Re-embed with the checkpoint at ``path`` and make it the home's active model. Call under the write lock.
     Raises ``crop_missing`` for a template whose crop and source photo are both gone."""
-    from idsvc.align import resize_crop
     from idsvc.encoder import load_encoder
 
     t0 = time.perf_counter()
@@ -41,8 +40,9 @@ def upgrade_model(home: Home, path: Path, progress: Callable[..., None] | None =
     step = max(1, settings.batch_size)
     for i in range(0, len(todo), step):
         part = todo[i:i + step]
-        crops = np.stack([resize_crop(home.crops.crop_for(r, home.model.pipeline), new.input_size) for r in part])
-        registry.add_pending(new.version, dict(zip((r["id"] for r in part), new.embed(crops))))  # committed
+        made = [home.crops.crop_for(r, home.model.pipeline, new.input_size) for r in part]
+        vecs = new.embed(np.stack([a.crop for a in made]), np.stack([a.landmarks for a in made]))
+        registry.add_pending(new.version, dict(zip((r["id"] for r in part), vecs)))  # committed
         if progress:
             progress(len(part))
     moved = registry.switch_model(new.version)

@@ -18,7 +18,7 @@ def verify(home: Home, a: ImageInput, b: ImageInput, *, threshold: float | None 
     pipeline = home.model.pipeline
     fa = pipeline.one_face(img_a, strict=False, given_aligned=aligned)
     fb = pipeline.one_face(img_b, strict=False, given_aligned=aligned)
-    va, vb = pipeline.embed([fa.aligned.crop, fb.aligned.crop])
+    va, vb = pipeline.embed([fa.aligned, fb.aligned])
     score = float(va @ vb)
     return {"score": round(score, 6), "threshold": thr, "threshold_source": source, "same": score >= thr,
             "model_version": home.model.version}
@@ -36,7 +36,7 @@ def verify_identity(home: Home, image: ImageInput, name: str, *, threshold: floa
                          f"{', '.join(others) or 'none'}); run `idsvc reindex --model`", name=name)
     pipeline = home.model.pipeline
     fc = pipeline.one_face(load(home, image), strict=False, given_aligned=aligned)
-    v = pipeline.embed([fc.aligned.crop])[0]
+    v = pipeline.embed([fc.aligned])[0]
     score = float((vecs @ v).max())
     return {"identity": name, "score": round(score, 6), "threshold": thr, "threshold_source": source,
             "same": score >= thr, "model_version": version}

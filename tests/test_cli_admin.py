@@ -88,6 +88,22 @@ def test_db_downgrade_and_upgrade(tmp_path):
     assert json.loads(idsvc(home, "--json", "db", "upgrade").stdout)["revision"] == head_revision()
 
 
+def test_a_home_from_schema_0001_upgrades_keeping_its_templates(service, photos):
+    """Templates enrolled before crop landmarks were recorded keep working: the home migrates on open and keeps
+    them with no landmarks (their crops are on idsvc's template, which is what no landmarks means)."""
+    home = service.settings.home
+    n = len(service.enroll("colin", [str(p) for p in photos("lfw", "Colin_Powell", 1, 2, 3)])["accepted"])
+    assert n >= 2
+    service.home.registry.engine.dispose()
+    assert json.loads(idsvc(home, "--json", "db", "downgrade", "0001").stdout)["revision"] == "0001"
+    listed = json.loads(idsvc(home, "--json", "identities", "list").stdout)
+    assert [(i["name"], i["templates"]) for i in listed["identities"]] == [("colin", n)]
+    rows = sqlite3.connect(home / "idsvc.db").execute("select crop_landmarks from templates").fetchall()
+    assert rows == [(None,)] * n
+    r = idsvc(home, "--json", "reindex")
+    assert r.exit_code == 0 and json.loads(r.stdout)["vectors"] == n
+
+
 def test_unreachable_database_is_a_state_error(tmp_path):
     r = idsvc(tmp_path / "h", "--db", "sqlite:////proc/idsvc/x.db", "--json", "identities", "list")
     assert r.exit_code == 5 and json.loads(r.stdout)["error"]["code"] == "database_unavailable"

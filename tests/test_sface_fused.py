@@ -96,3 +96,56 @@ def test_a_home_switches_between_single_and_fused_models(service, photos, sface_
     back = idsvc("reindex", "--model", str(model_path))
     assert back["upgrade"]["to"] == single and back["vectors"] == n
     assert idsvc("status")["templates_other_models"] == {}
+
+
+def test_sface_realigns_a_tight_crop_from_its_own_landmarks(service, sface_path, tmp_path):
+    """A face that filled its photo is kept whole (not on idsvc's template); SFace must re-align it from where its
+    landmarks really are — when enrolled and again when `reindex --model` re-embeds the stored crop."""
+    from tests.test_tight_crops import arcface_crop
+
+    colin = sorted((LFW / "Colin_Powell").glob("*.jpg"))
+    pipeline = service.home.model.pipeline
+    crop_file = arcface_crop(pipeline, colin[0], tmp_path)
+    tight = pipeline.one_face(load_image(crop_file, max_pixels=10**8, min_side=8), strict=False)
+    loose = pipeline.one_face(load_image(colin[3], max_pixels=10**8, min_side=8), strict=False)
+    assert tight.quality.preparation == "tight"
+    sface = load_encoder(sface_path, device="cpu")
+    crops = np.stack([tight.aligned.crop, loose.aligned.crop])
+    right = sface.embed(crops, np.stack([tight.aligned.landmarks, loose.aligned.landmarks]))
+    assumed = sface.embed(crops)  # as if both crops were on idsvc's template
+    assert right[0] @ right[1] > 0.6 and right[0] @ right[1] > assumed[0] @ assumed[1] + 0.1
+
+    service.enroll("colin", [str(crop_file)])
+    row, = service.home.registry.template_rows(["id", "crop_landmarks"])
+    assert np.allclose(json.loads(row["crop_landmarks"]), tight.aligned.landmarks, atol=0.01)
+    runner.invoke(app, ["--home", str(service.settings.home), "--json", "reindex", "--model", str(sface_path)],
+                  catch_exceptions=False)
+    (_, vec), = service.home.registry.embeddings_by_id([row["id"]]).values()
+    assert vec @ right[0] > 0.999  # the stored crop, re-aligned from its stored landmarks
+
+
+def test_a_linked_fusion_reads_its_members_from_beside_it(sface_path, model_path, crops, tmp_path):
+    """`fuse --link` stores member file names, not copies (the shipped default does this so FaceNet is stored
+    once); the card's member versions still pin the weights."""
+    import shutil
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    a, b = shutil.copy(model_path, folder / "a.pt"), shutil.copy(sface_path, folder / "b.pt")
+    runner.invoke(app, ["--home", str(tmp_path / "h"), "model", "fuse", str(a), str(b), "-w", "2", "-w", "1",
+                        "--link", "-o", str(folder / "linked.pt")], catch_exceptions=False)
+    from idsvc.fused import fuse
+
+    whole = fuse([model_path, sface_path], [2.0, 1.0], tmp_path / "whole.pt")
+    linked = load_encoder(folder / "linked.pt", device="cpu")
+    assert linked.version == whole["version"]
+    assert (folder / "linked.pt").stat().st_size < 100_000 < (tmp_path / "whole.pt").stat().st_size
+    assert np.allclose(linked.embed(crops), load_encoder(tmp_path / "whole.pt", device="cpu").embed(crops), atol=1e-6)
+    shutil.copy(model_path, folder / "b.pt")  # a different model where the member should be
+    with pytest.raises(IdsvcError) as err:
+        load_encoder(folder / "linked.pt", device="cpu")
+    assert err.value.code == "model_invalid"
+    (folder / "b.pt").unlink()
+    with pytest.raises(IdsvcError) as err:
+        load_encoder(folder / "linked.pt", device="cpu")
+    assert err.value.code == "file_not_found" and "b.pt" in err.value.message

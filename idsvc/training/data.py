@@ -57,7 +57,7 @@ def cached_crops(pipeline: Any, files: list[Path], cache_dir: Path, event: Event
     crops, found = [], []
     chunk = 256
     for i in range(0, len(files), chunk):
-        c, f = pipeline.eval_crops(files[i:i + chunk])
+        c, f, _ = pipeline.eval_crops(files[i:i + chunk])
         crops.append(c)
         found.append(f)
         if event:
