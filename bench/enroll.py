@@ -3,9 +3,10 @@ photos in the same run.
 
 idsvc's enroll does more per photo than the bare loop — EXIF handling, sha256, the quality gate, a 5-point
 similarity alignment, a registry transaction every 16 photos, a stored crop, and an atomic index save — so the ratio
-is the price of those guarantees.
+is the price of those guarantees. ``--models`` enrolls the same photos again with other checkpoints (SFace, a
+fusion) in fresh homes, so their cost is stated beside the single model's.
 
-    python bench/enroll.py [--photos 200]
+    python bench/enroll.py [--photos 200] [--models data/models/idsvc-facenet.pt data/models/idsvc-default.pt]
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._util import machine, peak_rss_mb, table  # noqa: E402
-from idsvc.settings import SHARED_DATA, load_settings  # noqa: E402
+from bench._util import machine, peak_rss_mb, table
+from idsvc.settings import SHARED_DATA, load_settings
 
 
 def lfw_photos(n: int) -> list[tuple[str, Path]]:
@@ -37,6 +37,7 @@ def lfw_photos(n: int) -> list[tuple[str, Path]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--photos", type=int, default=200)
+    ap.add_argument("--models", type=Path, nargs="*", default=[], help="checkpoints to enroll with as well")
     args = ap.parse_args()
     photos = lfw_photos(args.photos)
 
@@ -64,24 +65,29 @@ def main() -> None:
                 enc.model(torch.stack(faces[i:i + 32]))
         bare = time.perf_counter() - t0
 
-        svc = Service(s, encoder=enc, pipeline=Pipeline(s, enc))
-        t0 = time.perf_counter()
-        by_person: dict[str, list[str]] = {}
-        for name, p in photos:
-            by_person.setdefault(name, []).append(str(p))
-        accepted = 0
-        for name, paths in by_person.items():
-            accepted += len(svc.enroll(name, paths)["accepted"])
-        ours = time.perf_counter() - t0
-        st = svc.status()
-        svc.close()
+        rows, agree = [], []
+        for i, model in enumerate([s.model, *args.models]):
+            si = load_settings(home=Path(tmp) / f"home{i}", model=model, device="cpu")
+            enc_i = enc if model == s.model else load_encoder(model, device="cpu")
+            svc = Service(si, encoder=enc_i, pipeline=Pipeline(si, enc_i))
+            t0 = time.perf_counter()
+            by_person: dict[str, list[str]] = {}
+            for name, p in photos:
+                by_person.setdefault(name, []).append(str(p))
+            accepted = 0
+            for name, paths in by_person.items():
+                accepted += len(svc.enroll(name, paths)["accepted"])
+            ours = time.perf_counter() - t0
+            agree.append(svc.status()["index"]["in_agreement"])
+            svc.close()
+            rows.append([f"idsvc enroll, {model.name} ({enc_i.dim}-d)", len(photos), accepted, ours,
+                         len(photos) / ours, bare / ours])
     n = len(photos)
     print(f"# enroll throughput on {n} LFW photos — {machine()}, torch threads {torch.get_num_threads()}")
+    print("# idsvc enroll = detect, align, gate, embed, registry, crop, index")
     print(table(["path", "photos", "faces kept", "seconds", "photos/s", "ratio vs bare"], [
-        ["idsvc enroll (detect, align, gate, embed, registry, index)", n, accepted, ours, n / ours, bare / ours],
-        ["bare facenet-pytorch MTCNN crop + encoder", n, len(faces), bare, n / bare, 1.0],
-    ]))
-    print(f"registry/index agree after the run: {st['index']['in_agreement']}; peak RSS {peak_rss_mb():.0f} MB")
+        *rows, ["bare facenet-pytorch MTCNN crop + encoder", n, len(faces), bare, n / bare, 1.0]]))
+    print(f"registry/index agree after each run: {all(agree)}; peak RSS {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":

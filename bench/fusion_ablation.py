@@ -16,6 +16,7 @@ trained on.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -59,16 +60,33 @@ def embeddings(work: Path, what: str, photos: list[Path], pipeline: Pipeline, me
         return {"crops": c, "found": f, "landmarks": lm}
 
     prepared = cached(work / f"{what}-crops.npz", crops)
+    out = {"found": prepared["found"]}
+    for name, enc in members.items():
+        out[name] = embed_rows(work / f"rows-{name}.npz", enc, prepared["crops"], prepared["landmarks"],
+                               uses_landmarks=name == "sface", what=what)
+    return out
 
-    def embed() -> dict[str, np.ndarray]:
-        out = {"found": prepared["found"]}
-        for name, enc in members.items():
-            t0 = time.perf_counter()
-            out[name] = enc.embed(prepared["crops"], prepared["landmarks"])
-            print(f"  {what}: {name} embedded {len(photos)} crops in {time.perf_counter() - t0:.0f} s", flush=True)
-        return out
 
-    return cached(work / f"{what}-embeddings.npz", embed)
+def embed_rows(path: Path, enc, crops: np.ndarray, landmarks: np.ndarray, *, uses_landmarks: bool,
+               what: str) -> np.ndarray:
+    """One member's embeddings of ``crops``, cached per crop (keyed by the crop's bytes, and its landmarks for a
+    member that aligns by them), so a change to how some photos are prepared re-embeds only those."""
+    keys = [hashlib.sha256(c.tobytes() + (lm.tobytes() if uses_landmarks else b"")).hexdigest()
+            for c, lm in zip(crops, landmarks)]
+    store: dict[str, np.ndarray] = {}
+    if path.is_file():
+        with np.load(path) as z:
+            store = dict(zip(z["keys"].tolist(), z["vectors"]))
+    todo = [i for i, k in enumerate(keys) if k not in store]
+    if todo:
+        t0 = time.perf_counter()
+        vecs = enc.embed(crops[todo], landmarks[todo])
+        store.update(zip((keys[i] for i in todo), vecs))
+        print(f"  {what}: {path.stem} embedded {len(todo)} of {len(keys)} crops in {time.perf_counter() - t0:.0f} s",
+              flush=True)
+        np.savez(path.with_suffix(".tmp.npz"), keys=np.array(list(store)), vectors=np.stack(list(store.values())))
+        path.with_suffix(".tmp.npz").replace(path)
+    return np.stack([store[k] for k in keys])
 
 
 def fuse(e: dict[str, np.ndarray], w_sface: float) -> np.ndarray:

@@ -5,7 +5,9 @@ detection and boxes mapped back, so alignment still samples the full-resolution 
 
 MTCNN's proposal network looks for faces with some context around them, so it misses a face that fills the whole
 frame (ID photos, crops exported by other systems). A photo where nothing is found is tried once more with a black
-border of ``PAD_FRACTION`` of its longer side; faces found so are mapped back and marked ``padded``.
+border of ``PAD_FRACTION`` of its longer side; faces found so are mapped back and marked ``padded``. Where it does
+find such a face, it places the landmarks badly (on LFW-tight, 3.9 px mean error at 112 px, against 1.9 px on a
+bordered copy), so ``redetect_bordered`` gives the pipeline the landmarks of the bordered copy.
 """
 
 from __future__ import annotations
@@ -83,6 +85,16 @@ class Detector:
                 results[i].sort(key=lambda f: center_weighted_score(f, images[i].shape), reverse=True)
         return results
 
+    def redetect_bordered(self, rgb: np.ndarray, face: Face) -> Face:
+        """``face`` with box and landmarks found again on a copy of the photo with a black border (``padded``);
+        ``face`` itself when that finds nothing overlapping it."""
+        p = round(max(rgb.shape[:2]) * PAD_FRACTION)
+        found = self._detect([np.pad(rgb, ((p, p), (p, p), (0, 0)))])[0]
+        moved = [replace(f, box=(f.box[0] - p, f.box[1] - p, f.box[2] - p, f.box[3] - p), landmarks=f.landmarks - p,
+                         padded=True) for f in found]
+        best = max(moved, key=lambda f: _iou(f.box, face.box), default=None)
+        return best if best is not None and _iou(best.box, face.box) >= 0.5 else face
+
     def _detect(self, images: list[np.ndarray]) -> list[list[Face]]:
         results: list[list[Face]] = [[] for _ in images]
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -113,6 +125,13 @@ class Detector:
 
 #: The border given to a photo in which no face was found, as a fraction of its longer side.
 PAD_FRACTION = 0.25
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
 
 
 def _downscale(img: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
