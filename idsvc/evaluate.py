@@ -209,7 +209,7 @@ class EmbeddingCache:
 def embed_photos(pipeline, paths: list[Path], cache: EmbeddingCache,
                  progress: Callable[[int], None] | None = None, chunk: int = 256,
                  shas: list[str] | None = None) -> tuple[np.ndarray, int]:
-    """((N, D) embeddings, photos with no face found) for whole photos: the chosen face, or a centre crop where
+    """((N, D) embeddings, photos with no face found) for whole photos: the chosen face, or the whole photo where
     none is found. Photos are read once to hash them; only unseen hashes go through detection and the encoder.
     ``shas`` (the photos' sha256, when the caller already has them) saves reading every photo a second time.
     """

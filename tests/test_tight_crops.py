@@ -77,3 +77,17 @@ def test_given_aligned_crops_enroll_and_loose_photos_find_them(service):
     assert found["identity"] == "angelina"
     probe = service.search(str(crops[0]), aligned=True)
     assert probe["faces"][0]["quality"]["preparation"] == "given_aligned" and probe["identity"] == "angelina"
+
+
+def test_a_photo_without_a_detectable_face_is_evaluated_whole(shared_pipeline, tmp_path):
+    """Evaluation must score every pair: where even the bordered retry finds no face, the whole photo is taken as
+    the face crop, with ArcFace's layout assumed for the landmarks (what most exported crops use)."""
+    from idsvc.align import template, whole_image_crop
+
+    img = rgb(sorted((LFW / "Colin_Powell").glob("*.jpg"))[0])
+    patch = np.ascontiguousarray(img[:70, :70])  # background from the photo's corner: no face in it
+    cv2.imwrite(str(tmp_path / "patch.png"), cv2.cvtColor(patch, cv2.COLOR_RGB2BGR))
+    crops, found, marks = shared_pipeline.eval_crops([tmp_path / "patch.png"])
+    assert not found[0]
+    assert np.array_equal(crops[0], whole_image_crop(patch, 160))
+    assert np.allclose(marks[0], template(160, ARCFACE_112), atol=1e-3)
