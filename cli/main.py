@@ -19,6 +19,28 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                        "configuration needs fixing.")
 
 
+def _version(value: bool) -> None:
+    """``--version``: read from package metadata and the model card's JSON, so it imports neither torch nor faiss."""
+    if not value:
+        return
+    import json
+    from importlib.metadata import PackageNotFoundError, version
+
+    from idsvc.settings import DEFAULT_MODEL
+
+    def installed(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
+
+    card = DEFAULT_MODEL.with_name(DEFAULT_MODEL.name + ".card.json")
+    model = json.loads(card.read_text()).get("version", "?") if card.is_file() else "missing"
+    typer.echo(f"idsvc {installed('idsvc')}\nmodel {model} (shipped default)\ntorch {installed('torch')}\n"
+               f"faiss {installed('faiss-cpu')}")
+    raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -32,6 +54,8 @@ def main(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No tables, notes or progress bars."),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Log to stderr: -v info, -vv debug "
                                 "[env IDSVC_LOG_LEVEL]."),
+    _show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the versions of idsvc, the shipped model, torch and faiss."),
 ) -> None:
     ctx.obj = CliState(Output(json_, quiet), {"home": home, "db": db, "model": model, "device": device}, verbose)
 

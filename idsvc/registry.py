@@ -25,10 +25,9 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from idsvc import schema as t
 from idsvc.errors import IdsvcError
-from idsvc.settings import PROJECT_ROOT
+from idsvc.settings import packaged
 
-ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
-MIGRATIONS = PROJECT_ROOT / "migrations"
+MIGRATIONS = packaged("idsvc.migrations", "migrations")
 log = logging.getLogger(__name__)
 
 
@@ -65,7 +64,7 @@ class NewTemplate:
 def alembic_config(connection: Any = None) -> Any:
     from alembic.config import Config
 
-    cfg = Config(str(ALEMBIC_INI))
+    cfg = Config()  # the repository's alembic.ini is for running the alembic CLI by hand; idsvc needs none
     cfg.set_main_option("script_location", str(MIGRATIONS))
     if connection is not None:
         cfg.attributes["connection"] = connection

@@ -16,7 +16,22 @@ from idsvc.errors import IdsvcError
 
 #: The repository root (the package lives in ``<root>/idsvc``); shipped models and samples live under ``<root>/data``.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = PROJECT_ROOT / "data" / "models" / "idsvc-default.pt"
+
+
+def packaged(package: str, in_checkout: str) -> Path:
+    """A folder that ships inside the installed package (the wheel maps ``migrations/`` to ``idsvc.migrations`` and
+    ``data/models/`` to ``idsvc.models``), found with ``importlib.resources``; when idsvc runs from a checkout that
+    was never installed, the folder's place in the repository."""
+    from importlib.resources import files
+
+    try:
+        return Path(str(files(package)))
+    except ModuleNotFoundError:
+        return PROJECT_ROOT / in_checkout
+
+
+DEFAULT_MODEL = packaged("idsvc.models", "data/models") / "idsvc-default.pt"
+#: The evaluation and training data of a development checkout (never part of the package).
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 IndexKind = Literal["flat", "ivf-flat", "ivf-pq", "hnsw"]

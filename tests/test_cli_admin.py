@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from idsvc.registry import head_revision
+from idsvc.settings import DEFAULT_MODEL
 from tests.conftest import LFW, small_pairs_file
 
 runner = CliRunner()
@@ -144,7 +145,8 @@ def test_help_exits_0(tmp_path, args):
     assert r.exit_code == 0 and "Usage" in r.stdout
 
 
-@pytest.mark.parametrize("args", [["identities", "list"], ["keys", "list"], ["thresholds"], ["db", "upgrade"]])
+@pytest.mark.parametrize("args", [["identities", "list"], ["keys", "list"], ["thresholds"], ["db", "upgrade"],
+                                  ["--version"]])
 def test_admin_commands_load_no_heavy_library(tmp_path, args):
     """House style 18: commands that need no model import neither torch nor faiss nor OpenCV."""
     import subprocess
@@ -156,3 +158,13 @@ def test_admin_commands_load_no_heavy_library(tmp_path, args):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                        cwd=Path(__file__).resolve().parent.parent)
     assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout + r.stderr
+
+
+def test_version_names_idsvc_the_model_torch_and_faiss(tmp_path):
+    from importlib.metadata import version
+
+    r = idsvc(tmp_path / "h", "--version")
+    lines = dict(line.split(" ", 1) for line in r.stdout.strip().splitlines())
+    assert r.exit_code == 0 and lines["idsvc"] == version("idsvc") and lines["torch"] == version("torch")
+    card = json.loads(Path(str(DEFAULT_MODEL) + ".card.json").read_text())
+    assert lines["model"].startswith(card["version"]) and lines["faiss"] == version("faiss-cpu")
