@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -13,16 +14,30 @@ from idsvc.errors import EXIT_NEGATIVE, IdsvcError
 
 
 @handled
-def enroll(ctx: typer.Context, name: str = typer.Argument(..., help="Identity name (created if new)."),
-           paths: list[str] = typer.Argument(..., help="Image files, folders (recursive) or globs."),
+def enroll(ctx: typer.Context,
+           args: Optional[list[str]] = typer.Argument(None, metavar="NAME PATH...", help="Identity name (created if "
+                                                      "new), then image files, folders or globs."),
+           each: Optional[Path] = typer.Option(None, "--each", help="Enroll one identity per sub-folder of this "
+                                               "folder, named after it (known/<name>/*.jpg)."),
+           recursive: bool = typer.Option(False, "--recursive", help="A folder whose photos sit in several "
+                                          "sub-folders is one person (refused without this)."),
            aligned: bool = typer.Option(False, "--aligned", help="The photos are already aligned face crops "
                                         "(ID photos, exports of other face systems): use each whole photo.")) -> None:
-    """Enroll face images into an identity. Already-enrolled images (same sha256) are skipped.
+    """Enroll face images into an identity (`enroll NAME PATH...`), or one identity per sub-folder
+    (`enroll --each DIR`). Already-enrolled images (same sha256) are skipped.
     Exit 0 when every image was stored or already known, 2 when any was rejected (the others are stored)."""
     o = out(ctx)
     svc = service(ctx)
+    if each is not None:
+        if args:
+            raise IdsvcError("invalid_argument", "give either NAME PATH... or --each DIR, not both")
+        return _enroll_each(ctx, each, aligned)
+    if not args or len(args) < 2:
+        raise IdsvcError("invalid_argument", "give an identity name and at least one image (or --each DIR)")
+    name, paths = args[0], args[1:]
     with o.progress(f"enrolling {name}") as advance:
-        r = svc.enroll(name, paths, progress=advance, on_total=lambda n: advance(0, total=n), aligned=aligned)
+        r = svc.enroll(name, paths, progress=advance, on_total=lambda n: advance(0, total=n), aligned=aligned,
+                       recursive=recursive)
     o.emit(r)
     rows = ([(a["path"], "[green]accepted", f"template {a['template_id']}, quality {a['quality']['score']}")
              for a in r["accepted"]] + [(s["path"], "[yellow]skipped", s["reason"]) for s in r["skipped"]]
@@ -35,6 +50,22 @@ def enroll(ctx: typer.Context, name: str = typer.Argument(..., help="Identity na
         only = len(r["rejected"]) == 1 and not r["accepted"]
         msg = first["reason"] if only else f"{len(r['rejected'])} of {total} images rejected (first: {first['reason']})"
         raise fail(o, IdsvcError(first["code"] if not r["accepted"] else "invalid_argument", msg), emit=False)
+
+
+def _enroll_each(ctx: typer.Context, folder: Path, aligned: bool) -> None:
+    o = out(ctx)
+    with o.progress(f"enrolling {folder}") as advance:
+        r = service(ctx).enroll_each(folder, progress=advance, on_total=lambda n: advance(0, total=n),
+                                     aligned=aligned)
+    o.emit(r)
+    o.print(table(f"enroll --each {folder}: {len(r['identities'])} identities, {r['accepted']} accepted, "
+                  f"{r['rejected']} rejected, {r['skipped']} skipped",
+                  ("identity", "accepted", "rejected", "skipped", "first problem"),
+                  [(i["identity"], len(i["accepted"]), len(i["rejected"]), len(i["skipped"]),
+                    i["rejected"][0]["reason"] if i["rejected"] else "") for i in r["identities"]]))
+    if r["rejected"]:
+        raise fail(o, IdsvcError("invalid_argument", f"{r['rejected']} images rejected (the table or the JSON "
+                                 "says which)"), emit=False)
 
 
 @handled

@@ -95,6 +95,32 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
 
 
+def image_files(folder: Path) -> list[Path]:
+    """Every image under ``folder`` (recursive, image suffixes only), in a stable order."""
+    return sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def people_folders(folder: Path) -> dict[str, list[Path]]:
+    """``{sub-folder name: its images}`` for the immediate sub-folders of ``folder`` that hold images
+    (face_recognition's ``known/<name>/`` layout)."""
+    out = {d.name: image_files(d) for d in sorted(folder.iterdir()) if d.is_dir()}
+    return {name: files for name, files in out.items() if files}
+
+
+def check_one_person(paths: list[str]) -> None:
+    """Refuse a folder whose photos sit in several sub-folders: that is the layout of many people, and enrolling it
+    under one name would merge them. Raises ``invalid_argument`` naming the sub-folders."""
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            people = people_folders(p)
+            if len(people) > 1:
+                shown = ", ".join(list(people)[:5]) + (", …" if len(people) > 5 else "")
+                raise IdsvcError("invalid_argument", f"{p} holds photos in {len(people)} sub-folders ({shown}): use "
+                                 f"`idsvc enroll --each {p}` for one identity per sub-folder, or --recursive if they "
+                                 "are all one person", path=str(p), folders=list(people))
+
+
 def expand_paths(paths: list[str]) -> list[Path]:
     """Files, folders (recursive, image suffixes only) and globs, in a stable order, duplicates removed.
 
@@ -106,7 +132,7 @@ def expand_paths(paths: list[str]) -> list[Path]:
     for raw in paths:
         p = Path(raw).expanduser()
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
+            out.extend(image_files(p))
         elif p.exists():
             out.append(p)
         elif any(ch in raw for ch in "*?["):

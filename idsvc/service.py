@@ -55,11 +55,15 @@ class Service:
 
     # -- faces ----------------------------------------------------------------------------------------------------
     def enroll(self, name: str, paths: list[str], *, progress: Progress | None = None,
-               on_total: Callable[[int], None] | None = None, aligned: bool = False) -> dict[str, Any]:
-        """Enroll image files, folders (recursive) and globs into ``name`` (created if new)."""
-        from idsvc.imageio import expand_paths
+               on_total: Callable[[int], None] | None = None, aligned: bool = False,
+               recursive: bool = False) -> dict[str, Any]:
+        """Enroll image files, folders and globs into ``name`` (created if new). A folder whose photos sit in
+        several sub-folders is refused unless ``recursive`` says they are all this one person."""
+        from idsvc.imageio import check_one_person, expand_paths
 
         enroll.check_name(name)
+        if not recursive:
+            check_one_person(paths)
         files = expand_paths(paths)  # checked before any model loads
         if not files:
             raise IdsvcError("invalid_argument", "no images given")
@@ -68,6 +72,26 @@ class Service:
         pipeline = self.home.model.pipeline
         items = ((str(f), partial(pipeline.load, f)) for f in files)
         return enroll.enroll(self.home, name, items, progress, aligned=aligned)
+
+    def enroll_each(self, folder: Path, *, progress: Progress | None = None,
+                    on_total: Callable[[int], None] | None = None, aligned: bool = False) -> dict[str, Any]:
+        """One identity per sub-folder of ``folder``, named after it (face_recognition's ``known/<name>/``).
+        Every name is checked before anything is stored. Raises ``file_not_found``, ``invalid_argument``."""
+        from idsvc.imageio import people_folders
+
+        if not folder.is_dir():
+            raise IdsvcError("file_not_found", f"{folder}: no such folder", path=str(folder))
+        people = people_folders(folder)
+        if not people:
+            raise IdsvcError("invalid_argument", f"{folder} has no sub-folders with photos (one per person)")
+        for name in people:
+            enroll.check_name(name)
+        if on_total:
+            on_total(sum(len(files) for files in people.values()))
+        results = [self.enroll(name, [str(folder / name)], progress=progress, aligned=aligned, recursive=True)
+                   for name in people]
+        return {"folder": str(folder), "identities": results,
+                **{k: sum(len(r[k]) for r in results) for k in ("accepted", "rejected", "skipped")}}
 
     def enroll_bytes(self, name: str, images: list[tuple[bytes, str]], *, aligned: bool = False) -> dict[str, Any]:
         """The API's enroll: images as (bytes, filename)."""

@@ -150,3 +150,29 @@ def test_sigkill_during_enroll_leaves_a_consistent_store(tmp_path):
     st = json.loads(idsvc(home, "--json", "status").stdout)
     assert st["templates"] == st["index"]["vectors"] == 50 - len(doc["rejected"])
     assert st["index"]["in_agreement"] and not st["index"]["rebuilt_on_open"]
+
+
+def test_enroll_each_makes_one_identity_per_folder_and_one_name_refuses_many_folders(tmp_path, photos):
+    home = tmp_path / "h"
+    colin = photos("lfw", "Colin_Powell", 1, 2, 3)
+    bush = photos("lfw", "George_W_Bush", 1, 2)
+    known = colin[0].parent.parent  # photos/Colin_Powell/, photos/George_W_Bush/
+    r = idsvc(home, "--json", "enroll", "people", str(known))
+    err = json.loads(r.stdout)["error"]
+    assert r.exit_code == 2 and err["code"] == "invalid_argument"
+    assert "Colin_Powell" in err["message"] and "George_W_Bush" in err["message"] and "--each" in err["message"]
+    assert json.loads(idsvc(home, "--json", "identities", "list").stdout)["identities"] == []  # nothing stored
+
+    r = idsvc(home, "--json", "enroll", "--each", str(known))
+    doc = json.loads(r.stdout)
+    assert r.exit_code == (0 if not doc["rejected"] else 2)
+    assert [i["identity"] for i in doc["identities"]] == ["Colin_Powell", "George_W_Bush"]
+    assert doc["accepted"] + doc["rejected"] == len(colin) + len(bush) and doc["accepted"] >= 4
+    listed = {i["name"]: i["templates"] for i in json.loads(idsvc(home, "--json", "identities", "list").stdout)[
+        "identities"]}
+    assert listed == {i["identity"]: len(i["accepted"]) for i in doc["identities"]}
+    r = idsvc(home, "--json", "search", str(photos("lfw", "George_W_Bush", 3)[0]))
+    assert json.loads(r.stdout)["identity"] == "George_W_Bush"
+
+    r = idsvc(home, "--json", "enroll", "everyone", str(known), "--recursive")  # told: one person
+    assert r.exit_code in (0, 2) and json.loads(r.stdout)["identity"] == "everyone"
