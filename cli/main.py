@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from cli import admin, faces, identities, models
+from cli import admin, extract, faces, identities, models
 from cli.context import CliState
 from cli.output import Output
 
@@ -61,6 +61,7 @@ def main(
 
 
 faces.register(app)
+extract.register(app)
 app.add_typer(identities.app, name="identities")
 admin.register(app)
 models.register(app)

@@ -121,6 +121,19 @@ def check_one_person(paths: list[str]) -> None:
                                  "are all one person", path=str(p), folders=list(people))
 
 
+def existing_files(paths: list[str]) -> list[Path]:
+    """``expand_paths``, refusing the whole batch when a path matches nothing (before any model loads).
+    Raises ``file_not_found`` or ``invalid_argument`` (no images at all)."""
+    files = expand_paths(paths)
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise IdsvcError("file_not_found", f"{missing[0]}: no such file" + (
+            f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""), path=str(missing[0]))
+    if not files:
+        raise IdsvcError("invalid_argument", "no images given (folders are searched for image files)")
+    return files
+
+
 def expand_paths(paths: list[str]) -> list[Path]:
     """Files, folders (recursive, image suffixes only) and globs, in a stable order, duplicates removed.
 

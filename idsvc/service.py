@@ -11,7 +11,7 @@ composes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,6 +92,40 @@ class Service:
                    for name in people]
         return {"folder": str(folder), "identities": results,
                 **{k: sum(len(r[k]) for r in results) for k in ("accepted", "rejected", "skipped")}}
+
+    def detect(self, paths: list[str], *, crops_dir: Path | None = None,
+               progress: Progress | None = None) -> dict[str, Any]:
+        """Every face of each photo (no encoder is loaded). Raises ``file_not_found`` for a missing path, before
+        any model loads."""
+        from idsvc.crops import CROP_SIZE
+        from idsvc.detection_report import detect_photos
+        from idsvc.imageio import existing_files
+        from idsvc.pipeline import Pipeline
+
+        files = existing_files(paths)
+        return detect_photos(Pipeline(self.settings, crop_size=CROP_SIZE), files, crops_dir, progress)
+
+    def embed_files(self, paths: list[str]) -> list[Path]:
+        """The photos ``embed`` will read (checked before any model loads). Raises ``file_not_found``."""
+        from idsvc.imageio import existing_files
+
+        return existing_files(paths)
+
+    def embed_to_npy(self, files: list[Path], out: Path, *, aligned: bool = False,
+                     progress: Progress | None = None) -> dict[str, Any]:
+        from idsvc.embedding_export import write_npy
+
+        return write_npy(self.home.model.pipeline, self.home.model.version, files, out, aligned=aligned,
+                         progress=progress)
+
+    def embed_each(self, files: list[Path], *, aligned: bool = False) -> Iterator[dict[str, Any]]:
+        """One JSON-ready record per photo, as each finishes (for ``--jsonl``)."""
+        from idsvc.embedding_export import embed_each
+
+        version = self.home.model.version
+        for f, vec, err in embed_each(self.home.model.pipeline, files, aligned=aligned):
+            yield ({"path": str(f), "model_version": version, "embedding": [round(float(x), 7) for x in vec]}
+                   if vec is not None else {"path": str(f), "model_version": version, "error": err})
 
     def enroll_bytes(self, name: str, images: list[tuple[bytes, str]], *, aligned: bool = False) -> dict[str, Any]:
         """The API's enroll: images as (bytes, filename)."""

@@ -176,3 +176,41 @@ def test_enroll_each_makes_one_identity_per_folder_and_one_name_refuses_many_fol
 
     r = idsvc(home, "--json", "enroll", "everyone", str(known), "--recursive")  # told: one person
     assert r.exit_code in (0, 2) and json.loads(r.stdout)["identity"] == "everyone"
+
+
+def test_detect_reports_every_face_of_multiface_with_landmarks_and_crops(tmp_path):
+    r = idsvc(tmp_path / "h", "--json", "detect", str(SAMPLES / "multiface.jpg"), "--crops", str(tmp_path / "c"))
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["errors"] == 0
+    faces = doc["photos"][0]["faces"]
+    assert len(faces) >= 4 and doc["faces"] == len(faces)
+    for f in faces:
+        x1, y1, x2, y2 = f["box"]
+        assert len(f["landmarks"]) == 5 and 0 < f["det_prob"] <= 1
+        assert all(x1 - 5 <= x <= x2 + 5 and y1 - 5 <= y <= y2 + 5 for x, y in f["landmarks"])  # inside its box
+        assert Path(f["crop"]).is_file() and {"score", "preparation"} <= set(f["quality"])
+    r = idsvc(tmp_path / "h", "--json", "detect", str(tmp_path / "missing.jpg"))
+    assert r.exit_code == 2 and json.loads(r.stdout)["error"]["code"] == "file_not_found"
+
+
+def test_embed_gives_the_vectors_search_uses(tmp_path, photos):
+    import numpy as np
+
+    home = tmp_path / "h"
+    colin = photos("lfw", "Colin_Powell", 1, 2)
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not an image")
+    out = tmp_path / "e" / "vectors.npy"
+    r = idsvc(home, "--json", "embed", str(colin[0]), str(colin[1]), str(junk), "-o", str(out))
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 2 and doc["rows"] == 2 and [e["path"] for e in doc["errors"]] == [str(junk)]
+    vectors, sidecar = np.load(out), json.loads(Path(str(out) + ".json").read_text())
+    assert vectors.shape == (2, sidecar["dim"]) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert [p["row"] for p in sidecar["photos"]] == [0, 1, None]
+    # The vector search computes for the same photo is the one written.
+    idsvc(home, "enroll", "colin", str(colin[0]))
+    tid = json.loads(idsvc(home, "--json", "search", str(colin[1])).stdout)["faces"][0]["candidates"][0]
+    lines = [json.loads(x) for x in idsvc(home, "embed", "--jsonl", str(colin[0])).stdout.splitlines()]
+    assert lines[0]["model_version"] == sidecar["model_version"]
+    assert np.allclose(lines[0]["embedding"], vectors[0], atol=1e-6)
+    assert abs(float(vectors[0] @ vectors[1]) - tid["score"]) < 1e-4
