@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -69,16 +72,24 @@ def _enroll_each(ctx: typer.Context, folder: Path, aligned: bool) -> None:
 
 
 @handled
-def search(ctx: typer.Context, image: str = typer.Argument(..., help="Photo to identify."),
+def search(ctx: typer.Context, images: list[str] = typer.Argument(..., help="Photos, folders or globs."),
            top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Identities to list."),
            threshold: Optional[float] = typer.Option(None, help="Match threshold (cosine score in [-1, 1]) for "
                                                      "this search."),
            all_faces: bool = typer.Option(False, "--all-faces", help="Report every face in the photo."),
+           jsonl: bool = typer.Option(False, "--jsonl", help="One JSON line per photo as it finishes (for pipes)."),
            aligned: bool = typer.Option(False, "--aligned", help="The photos are already aligned face crops "
                                         "(ID photos, exports of other face systems): use each whole photo.")) -> None:
-    """Who is this? Exit 0 when the best identity scores at or above the threshold, 1 when unknown."""
+    """Who is this? One photo: exit 0 when the best identity scores at or above the threshold, 1 when unknown.
+    Several photos (files, folders, globs; the model loads once): one result each (--json: {"results": [...],
+    "summary": {...}}; --jsonl: a line per photo); exit 0 when every photo was identified, 1 when any was unknown,
+    2 when any could not be read."""
     o = out(ctx)
-    r = service(ctx).search(image, top_k=top_k, threshold=threshold, all_faces=all_faces, aligned=aligned)
+    if len(images) > 1 or jsonl or not Path(images[0]).is_file():
+        n, results = service(ctx).search_many(images, top_k=top_k, threshold=threshold, all_faces=all_faces,
+                                              aligned=aligned)
+        return _batch(o, n, results, jsonl, "search", lambda r: any(f["identity"] for f in r["faces"]), _search_row)
+    r = service(ctx).search(images[0], top_k=top_k, threshold=threshold, all_faces=all_faces, aligned=aligned)
     o.emit(r)
     for i, face in enumerate(r["faces"]):
         o.print(table(f"face {i + 1} {face['box']}: {face['identity'] or 'unknown'} (threshold "
@@ -90,16 +101,26 @@ def search(ctx: typer.Context, image: str = typer.Argument(..., help="Photo to i
 
 
 @handled
-def verify(ctx: typer.Context, a: str = typer.Argument(..., help="First photo."),
+def verify(ctx: typer.Context, a: Optional[str] = typer.Argument(None, help="First photo."),
            b: Optional[str] = typer.Argument(None, help="Second photo (or use --identity)."),
            identity: Optional[str] = typer.Option(None, "--identity", "-i", help="Compare with an enrolled identity."),
+           pairs: Optional[Path] = typer.Option(None, "--pairs", help="Verify every pair in this file: two photo "
+                                                "paths per line (tab-separated, or whitespace)."),
+           jsonl: bool = typer.Option(False, "--jsonl", help="With --pairs: one JSON line per pair as it finishes."),
            threshold: Optional[float] = typer.Option(None, help="Match threshold (cosine score in [-1, 1])."),
            aligned: bool = typer.Option(False, "--aligned", help="The photos are already aligned face crops "
                                         "(ID photos, exports of other face systems): use each whole photo.")) -> None:
-    """Same person? Exit 0 = same, 1 = not the same, 2 = usage or input error."""
-    if (b is None) == (identity is None):
-        raise IdsvcError("invalid_argument", "give either a second image or --identity NAME, not both")
+    """Same person? Exit 0 = same, 1 = not the same, 2 = usage or input error. With --pairs FILE: one result per
+    line; exit 0 when every pair is the same person, 1 when any is not, 2 when any photo could not be read."""
     o = out(ctx)
+    if pairs is not None:
+        if a or b or identity:
+            raise IdsvcError("invalid_argument", "give either --pairs FILE or photos, not both")
+        n, results = service(ctx).verify_pairs(pairs, threshold=threshold, aligned=aligned)
+        return _batch(o, n, results, jsonl, "verify", lambda r: r["same"],
+                      lambda r: (f"{r['a']}  {r['b']}", "same" if r["same"] else "not the same", f"{r['score']:.4f}"))
+    if a is None or (b is None) == (identity is None):
+        raise IdsvcError("invalid_argument", "give two photos, a photo and --identity NAME, or --pairs FILE")
     svc = service(ctx)
     r = (svc.verify(a, b, threshold=threshold, aligned=aligned) if b
          else svc.verify_identity(a, str(identity), threshold=threshold, aligned=aligned))
@@ -108,6 +129,36 @@ def verify(ctx: typer.Context, a: str = typer.Argument(..., help="First photo.")
     o.print(f"{verdict}[/]: score {r['score']:.4f}, threshold {r['threshold']:.4f} ({r['threshold_source']})")
     if not r["same"]:
         raise typer.Exit(EXIT_NEGATIVE)
+
+
+def _search_row(r: dict[str, Any]) -> tuple[str, str, str]:
+    best = max((f["candidates"][0]["score"] for f in r["faces"] if f["candidates"]), default=None)
+    return (r["path"], ", ".join(f["identity"] or "unknown" for f in r["faces"]),
+            "" if best is None else f"{best:.4f}")
+
+
+def _batch(o: Any, n: int, results: Iterator[dict[str, Any]], jsonl: bool, what: str,
+           positive: Callable[[dict[str, Any]], bool], row: Callable[[dict[str, Any]], tuple[str, str, str]]) -> None:
+    """Render a batch: JSON lines as results arrive, or one document and a table; exit with the summary's code."""
+    from idsvc.batch import summary
+
+    done: list[dict[str, Any]] = []
+    with o.progress(what, total=n) as advance:
+        for r in results:
+            done.append(r)
+            if jsonl:
+                sys.stdout.write(json.dumps(r, default=str) + "\n")
+                sys.stdout.flush()
+            advance(1)
+    s = summary(done, positive)
+    if not jsonl:
+        o.emit({"results": done, "summary": s})
+    o.print(table(f"{what}: {s['positive']} positive, {s['negative']} negative, {s['errors']} errors of {n}",
+                  ("input", "answer", "score"),
+                  [row(r) if "error" not in r else (r.get("path") or f"{r['a']}  {r['b']}", "[red]error",
+                                                    r["error"]["message"]) for r in done]), stderr=jsonl)
+    if s["exit_code"]:
+        raise typer.Exit(s["exit_code"])
 
 
 def register(app: typer.Typer) -> None:

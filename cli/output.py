@@ -41,9 +41,11 @@ class Output:
             sys.stdout.write(json.dumps(doc, indent=2, default=str, allow_nan=False) + "\n")
             sys.stdout.flush()
 
-    def print(self, *things: Any) -> None:
+    def print(self, *things: Any, stderr: bool = False) -> None:
+        """Tables and notes for people: stdout, or stderr under --json (and wherever ``stderr`` asks, e.g. when
+        stdout carries JSON lines)."""
         if not self.quiet:
-            self.out.print(*things)
+            (self.err if stderr else self.out).print(*things)
 
     def note(self, message: str) -> None:
         """A progress line on stderr (never stdout), unless --quiet."""

@@ -141,6 +141,27 @@ class Service:
         return search.search(self.home, image, top_k=top_k, threshold=threshold, all_faces=all_faces,
                              aligned=aligned)
 
+    def search_many(self, paths: list[str], *, top_k: int = 5, threshold: float | None = None,
+                    all_faces: bool = False, aligned: bool = False) -> tuple[int, Iterator[dict[str, Any]]]:
+        """(number of photos, one result per photo as each finishes). Paths are checked before any model loads;
+        a photo that fails carries its error and the rest go on."""
+        from idsvc import batch
+        from idsvc.imageio import existing_files
+
+        files = existing_files(paths)
+        return len(files), batch.each(files, lambda f: search.search(
+            self.home, f, top_k=top_k, threshold=threshold, all_faces=all_faces, aligned=aligned),
+            lambda f: {"path": str(f)})
+
+    def verify_pairs(self, pairs_file: Path, *, threshold: float | None = None,
+                     aligned: bool = False) -> tuple[int, Iterator[dict[str, Any]]]:
+        """(number of pairs, one verification per line of ``pairs_file`` as each finishes)."""
+        from idsvc import batch
+
+        pairs = batch.read_pairs_file(pairs_file)
+        return len(pairs), batch.each(pairs, lambda p: verify.verify(
+            self.home, p[0], p[1], threshold=threshold, aligned=aligned), lambda p: {"a": p[0], "b": p[1]})
+
     def verify(self, a: ImageInput, b: ImageInput, *, threshold: float | None = None,
                aligned: bool = False) -> dict[str, Any]:
         return verify.verify(self.home, a, b, threshold=threshold, aligned=aligned)

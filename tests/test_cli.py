@@ -214,3 +214,39 @@ def test_embed_gives_the_vectors_search_uses(tmp_path, photos):
     assert lines[0]["model_version"] == sidecar["model_version"]
     assert np.allclose(lines[0]["embedding"], vectors[0], atol=1e-6)
     assert abs(float(vectors[0] @ vectors[1]) - tid["score"]) < 1e-4
+
+
+def test_batch_search_of_a_folder_and_verify_pairs(tmp_path, photos):
+    home = tmp_path / "h"
+    colin, bush = photos("lfw", "Colin_Powell", 1, 2, 3, 4), photos("lfw", "George_W_Bush", 1, 2, 3)
+    idsvc(home, "enroll", "colin", str(colin[0]), str(colin[1]))
+    idsvc(home, "enroll", "bush", str(bush[0]), str(bush[1]))
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    blair = photos("lfw", "Tony_Blair", 1)[0]  # not enrolled
+    for p in (colin[2], colin[3], bush[2], blair):
+        (probes / p.name).write_bytes(p.read_bytes())
+    (probes / "broken.jpg").write_bytes(b"not a photo")
+    r = idsvc(home, "--json", "search", str(probes))
+    doc = json.loads(r.stdout)
+    got = {Path(x["path"]).name: x.get("identity", "error") for x in doc["results"]}
+    assert got == {colin[2].name: "colin", colin[3].name: "colin", bush[2].name: "bush", blair.name: None,
+                   "broken.jpg": "error"}
+    assert "error" in next(x for x in doc["results"] if x["path"].endswith("broken.jpg"))
+    assert r.exit_code == 2 and doc["summary"] == {"items": 5, "positive": 3, "negative": 1, "errors": 1,
+                                                   "exit_code": 2}
+    lines = idsvc(home, "search", "--jsonl", str(colin[2]), str(bush[2])).stdout.splitlines()
+    assert [json.loads(x)["identity"] for x in lines] == ["colin", "bush"]
+
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text(f"# a comment\n{colin[2]}\t{colin[3]}\n{colin[2]}\t{bush[2]}\n")
+    r = idsvc(home, "--json", "verify", "--pairs", str(pairs))
+    doc = json.loads(r.stdout)
+    assert [x["same"] for x in doc["results"]] == [True, False] and r.exit_code == 1
+    pairs.write_text(f"{colin[2]}\t{colin[3]}\n")
+    assert idsvc(home, "verify", "--pairs", str(pairs)).exit_code == 0
+    pairs.write_text(f"{colin[2]}\n")
+    r = idsvc(home, "--json", "verify", "--pairs", str(pairs))
+    assert r.exit_code == 2 and "expected two photo paths" in json.loads(r.stdout)["error"]["message"]
+    r = idsvc(home, "--json", "search", str(colin[2]), str(tmp_path / "missing.jpg"))
+    assert r.exit_code == 2 and json.loads(r.stdout)["error"]["code"] == "file_not_found"
