@@ -1,0 +1,54 @@
+"""The package as a user installs it: a wheel built from this checkout, installed into a fresh virtual environment
+(its dependencies come from the running environment), run from a folder outside the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LFW
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
+                    str(ROOT)], check=True, timeout=600)
+    wheel, = dist.glob("idsvc-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"idsvc/api/app.py", "idsvc/training/loop.py", "idsvc/migrations/env.py",
+            "idsvc/migrations/versions/0001_initial.py", "idsvc/models/idsvc-default.pt", "cli/main.py"} <= names
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    py = venv / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, timeout=600)
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDSVC_")} | {"IDSVC_HOME": str(tmp_path / "h")}
+
+    def idsvc(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(venv / "bin" / "idsvc"), *args], cwd=away, env=env, capture_output=True,
+                              text=True, timeout=600)
+
+    where = subprocess.run([str(py), "-c", "import idsvc, idsvc.settings as s; print(idsvc.__file__); "
+                            "print(s.DEFAULT_MODEL)"], cwd=away, env=env, capture_output=True, text=True, check=True)
+    module, model = where.stdout.split()
+    assert module.startswith(str(venv)) and model.startswith(str(venv))  # the wheel's files, not the checkout's
+    r = idsvc("--version")
+    assert r.returncode == 0 and r.stdout.startswith("idsvc ")
+    r = idsvc("--json", "status")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["schema"] == "0002"
+    colin = sorted((LFW / "Colin_Powell").glob("*.jpg"))
+    r = idsvc("--json", "enroll", "colin", str(colin[0]), str(colin[1]), str(colin[2]))
+    assert r.returncode in (0, 2) and len(json.loads(r.stdout)["accepted"]) >= 2, r.stdout + r.stderr
+    r = idsvc("--json", "search", str(colin[3]))
+    assert r.returncode == 0 and json.loads(r.stdout)["identity"] == "colin"
