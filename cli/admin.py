@@ -27,8 +27,7 @@ def status(ctx: typer.Context) -> None:
     rows = [("home", st["home"]), ("database", f"{st['db']} (schema {st['schema']})"),
             ("model", f"{m['name']} {m['version']} ({m['device']}, {m['path']})"),
             ("identities", st["identities"]), ("templates", st["templates"]),
-            ("index", f"{idx['kind']}, {idx['vectors']} vectors, {agreement}"
-                      + (" (rebuilt from the registry on open)" if idx["rebuilt_on_open"] else "")),
+            ("index", f"{idx['kind'] or 'none saved'}, {idx['vectors']} vectors, {agreement}"),
             ("threshold", f"{st['threshold']:.4f} ({st['threshold_source']})" if st["threshold"] is not None
              else "none")]
     if st["templates_other_models"]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from idsvc.settings import Settings
 
@@ -20,6 +20,23 @@ if TYPE_CHECKING:
     from idsvc.registry import Registry
 
 log = logging.getLogger(__name__)
+
+
+def sidecar_card(path: Path) -> dict[str, Any] | None:
+    """The card in ``<checkpoint>.card.json`` if it describes this very file (its ``file_sha256`` matches)."""
+    import hashlib
+    import json
+
+    side = path.with_name(path.name + ".card.json")
+    try:
+        card = json.loads(side.read_text())
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except (OSError, ValueError):
+        return None
+    return card if card.get("file_sha256") == h.hexdigest() and "version" in card else None
 ACTIVE_MODEL_KEY = "active_model_path"
 
 
@@ -58,8 +75,26 @@ class ActiveModel:
         return self._pipeline
 
     @property
+    def loaded(self) -> bool:
+        return self._encoder is not None
+
+    @property
+    def card(self) -> dict[str, Any]:
+        """The model card — from the loaded encoder, else from the ``.card.json`` written beside the checkpoint
+        when its recorded file checksum still matches (so ``status`` needs no torch), else by loading it."""
+        if self._encoder is None:
+            card = sidecar_card(self.path)
+            if card is not None:
+                return card
+        return {**self.encoder.card, "version": self.encoder.version}
+
+    @property
     def version(self) -> str:
-        return self.encoder.version
+        return self._encoder.version if self._encoder is not None else str(self.card["version"])
+
+    @property
+    def dim(self) -> int:
+        return self._encoder.dim if self._encoder is not None else int(self.card["embedding_size"])
 
     def switch(self, encoder: EmbeddingModel) -> None:
         """Make ``encoder`` this home's model from now on (after its templates were moved to its version)."""

@@ -24,10 +24,10 @@ import faiss
 import numpy as np
 
 from idsvc.errors import IdsvcError
+from idsvc.index_manifest import MANIFEST_FILE, ids_checksum
 
 KINDS = ("flat", "ivf-flat", "ivf-pq", "hnsw")
 INDEX_FILE = "index.faiss"
-MANIFEST_FILE = "manifest.json"
 
 
 @dataclass
@@ -44,10 +44,6 @@ class IndexParams:
 
     def probes(self, nlist: int) -> int:
         return min(nlist, self.nprobe or max(16, nlist // 16))
-
-
-def ids_checksum(ids: np.ndarray) -> str:
-    return hashlib.sha256(np.sort(np.asarray(ids, dtype="<i8")).tobytes()).hexdigest()
 
 
 def gpu_count() -> int:

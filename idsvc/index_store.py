@@ -77,7 +77,7 @@ class IndexStore:
 
     def check(self, index: FaissIndex | None, manifest: dict[str, Any] | None) -> list[Problem]:
         """Every way ``index`` disagrees with the registry (empty = in agreement)."""
-        from idsvc.index import ids_checksum
+        from idsvc.index_manifest import ids_checksum
 
         if index is None or manifest is None:
             return [{"check": "index_file", "problem": "index file missing or unreadable"}]
@@ -102,6 +102,39 @@ class IndexStore:
         if manifest.get("ids_sha256") not in (None, ids_checksum(idx_ids)):
             problems.append({"check": "manifest", "problem": "manifest id checksum does not match the index"})
         return problems
+
+    def check_manifest(self, *, verify_file: bool = False) -> tuple[dict[str, Any] | None, list[Problem]]:
+        """(manifest, problems): the saved index's manifest against the registry — model version, dimension and the
+        template ids — without loading the index (no faiss). With ``verify_file``, also whether the index file is
+        the one the manifest describes (its sha256), which makes this as thorough as loading it."""
+        import hashlib
+
+        from idsvc.index_manifest import ids_checksum, read_manifest
+
+        model = self.home.model
+        manifest = read_manifest(self.directory())
+        if manifest is None and not len(self.home.registry.template_ids(model.version)):
+            return None, []  # nothing enrolled for this model yet: nothing to index
+        if manifest is None:
+            return None, [{"check": "index_file", "problem": "no saved index for this model (any search or "
+                           "`idsvc reindex` builds it from the registry)"}]
+        problems: list[Problem] = []
+        if manifest.get("model_version") != model.version:
+            problems.append({"check": "model_version",
+                             "problem": f"index is for model {manifest.get('model_version')}, not {model.version}"})
+        if manifest.get("dim") != model.dim:
+            problems.append({"check": "dimension",
+                             "problem": f"index dimension {manifest.get('dim')} != model dimension {model.dim}"})
+        reg_ids = self.home.registry.template_ids(model.version)
+        if manifest.get("ids_sha256") != ids_checksum(reg_ids):
+            problems.append({"check": "ids", "problem": f"the index's templates differ from the registry's "
+                             f"({manifest.get('count')} vectors, {len(reg_ids)} templates)"})
+        index_file = self.directory() / "index.faiss"
+        if not index_file.is_file():
+            problems.append({"check": "index_file", "problem": "index file missing"})
+        elif verify_file and hashlib.sha256(index_file.read_bytes()).hexdigest() != manifest.get("file_sha256"):
+            problems.append({"check": "index_file", "problem": "index file does not match its manifest"})
+        return manifest, problems
 
     def open(self, *, repair: bool = True) -> OpenIndex:
         """The index for the active model, reloaded if another process saved a newer one, rebuilt from the registry

@@ -268,13 +268,13 @@ class Service:
 
     # -- operations -----------------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        """Counts, model, threshold and whether the index agrees with the registry."""
+        """Counts, model, threshold and whether the saved index agrees with the registry — read from the model card
+        and the index manifest, so it loads neither the model nor the index (``doctor`` looks deeper)."""
         from idsvc.registry import redact
 
         home, model = self.home, self.home.model
-        opened = home.index.open()
+        manifest, problems = home.index.check_manifest()
         counts = home.registry.counts()
-        problems = home.index.check(opened.index, opened.manifest)
         try:
             thr: float | None
             thr, source = resolve_threshold(home)
@@ -283,12 +283,13 @@ class Service:
         return {
             "home": str(self.settings.home), "db": redact(self.settings.db_url),
             "schema": home.registry.schema_revision(),
-            "model": {"path": str(model.path), "name": model.encoder.card["name"], "version": model.version,
-                      "embedding_size": model.encoder.dim, "device": str(model.encoder.device)},
+            "model": {"path": str(model.path), "name": model.card["name"], "version": model.version,
+                      "embedding_size": model.dim,
+                      "device": str(model.encoder.device) if model.loaded else f"{self.settings.device} (not loaded)"},
             "identities": counts["identities"], "templates": counts["templates"],
             "templates_other_models": {v: n for v, n in counts["templates_by_model"].items() if v != model.version},
-            "index": {"kind": opened.index.kind, "vectors": opened.index.ntotal, "in_agreement": not problems,
-                      "problems": [p["problem"] for p in problems], "rebuilt_on_open": opened.repaired,
+            "index": {"kind": (manifest or {}).get("kind"), "vectors": (manifest or {}).get("count", 0),
+                      "in_agreement": not problems, "problems": [p["problem"] for p in problems],
                       "path": str(home.index.directory())},
             "threshold": thr, "threshold_source": source,
         }

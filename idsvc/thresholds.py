@@ -26,7 +26,8 @@ def resolve_threshold(home: Home, override: float | None = None) -> tuple[float,
     stored = home.registry.threshold(home.model.version)
     if stored is not None:
         return float(stored["value"]), "calibrated"
-    if home.model.encoder.threshold is not None:
-        return float(home.model.encoder.threshold), "model_card"
+    card_threshold = home.model.card.get("threshold")
+    if card_threshold is not None:
+        return float(card_threshold), "model_card"
     raise IdsvcError("no_threshold", f"no match threshold for model {home.model.version}: run "
                      "`idsvc calibrate --save` or pass --threshold")

@@ -87,7 +87,7 @@ def test_killed_reindex_keeps_the_old_index_and_a_second_run_is_refused(service,
     r = json.loads(idsvc(settings.home, "--json", "search", str(probe)).stdout)
     assert r["identity"] == name
     st = json.loads(idsvc(settings.home, "--json", "status").stdout)
-    assert st["index"]["in_agreement"] and not st["index"]["rebuilt_on_open"]
+    assert st["index"]["in_agreement"]
 
     done = idsvc(settings.home, "--json", "reindex")
     assert done.exit_code == 0 and json.loads(done.stdout)["vectors"] == st["templates"]
@@ -158,9 +158,10 @@ def test_doctor_finds_and_fixes(service, photos, settings, damage):
         index.save(d, service.version)
     found = idsvc(settings.home, "--json", "doctor")
     assert found.exit_code == 1
-    checks = {p["check"] for p in json.loads(found.stdout)["problems"]}
-    assert {"deleted_index": "index_file", "extra_vector": "extra_vectors", "missing_vector": "missing_vectors"}[
-        damage] in checks
+    problems = {p["check"]: p["problem"] for p in json.loads(found.stdout)["problems"]}
+    n = service.status()["templates"]
+    assert {"deleted_index": "index file missing", "extra_vector": f"({n + 1} vectors, {n} templates)",
+            "missing_vector": f"({n - 1} vectors, {n} templates)"}[damage] in " ".join(problems.values())
     fixed = idsvc(settings.home, "--json", "doctor", "--fix")
     assert fixed.exit_code == 0 and json.loads(fixed.stdout)["ok"]
     assert idsvc(settings.home, "doctor").exit_code == 0
