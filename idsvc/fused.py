@@ -33,7 +33,10 @@ def make_card(name: str, members: list[tuple[float, Any]]) -> dict[str, Any]:
             "embedding_size": int(sum(enc.dim for _, enc in members)),
             "preprocessing": {"input_size": sizes.pop(), "members": [m["version"] for m in listed]},
             "weights_sha256": digest, "source": "fusion of " + ", ".join(m["name"] for m in listed),
-            "training": {}, "lfw": {}, "threshold": None, "notes": ""}
+            "training": {}, "lfw": {}, "threshold": None,
+            # Each member's provenance and licence travels with the fusion: users must see both.
+            "notes": " | ".join(f"{enc.card['name']} (weight {w:g}): {enc.card.get('source', '')}"
+                                for w, enc in members)}
 
 
 class FusedEncoder(CardProperties):

@@ -61,7 +61,7 @@ def repair(raw: bytes) -> bytes:
 
 def make_card(onnx_bytes: bytes, name: str) -> dict[str, Any]:
     return {"name": name, "arch": "sface", "kind": "onnx", "embedding_size": 128,
-            "preprocessing": {"input_size": BASE_SIZE, "align": "idsvc-5pt-v1 → arcface-112", "normalize": "rgb-255"},
+            "preprocessing": {"input_size": BASE_SIZE, "align": "crop landmarks → arcface-112", "normalize": "rgb-255"},
             "runtime": "onnxruntime", "weights_sha256": hashlib.sha256(onnx_bytes).hexdigest(),
             "source": SOURCE_NOTE, "training": {}, "lfw": {}, "threshold": None, "notes": ""}
 

@@ -24,10 +24,21 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"the shared photo data is missing: {SHARED_DATA}")
 
 
+#: The single FaceNet model, shipped beside the default (a fusion of it and SFace) and selectable with --model.
+FACENET_MODEL = DEFAULT_MODEL.with_name("idsvc-facenet.pt")
+
+
 @pytest.fixture(scope="session")
 def model_path() -> Path:
     assert DEFAULT_MODEL.is_file(), f"shipped model missing: {DEFAULT_MODEL}"
     return DEFAULT_MODEL
+
+
+@pytest.fixture(scope="session")
+def facenet_path() -> Path:
+    """The torch FaceNet checkpoint (what training, the Keras round trip and fusions start from)."""
+    assert FACENET_MODEL.is_file(), f"shipped model missing: {FACENET_MODEL}"
+    return FACENET_MODEL
 
 
 @pytest.fixture(scope="session")
@@ -125,9 +136,9 @@ def small_pairs_file(path: Path, per: int = 2) -> Path:
     return path
 
 
-def permuted_model(src: Path, dst: Path) -> str:
-    """The shipped model with its 128 output dimensions permuted: as accurate, but every embedding is incompatible
-    with the original's — a genuinely different model version."""
+def permuted_model(dst: Path, src: Path = FACENET_MODEL) -> str:
+    """The shipped FaceNet model with its 128 output dimensions permuted: as accurate, but every embedding is
+    incompatible with the original's — a genuinely different model version."""
     import numpy as np
     import torch
 

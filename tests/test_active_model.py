@@ -23,7 +23,7 @@ def test_upgrade_then_calibrate_then_verify_all_use_the_new_model(service, photo
     service.enroll("colin", [str(p) for p in colin[:2]])
     old = service.version
     new_path = tmp_path / "new.pt"
-    new = permuted_model(settings.model, new_path)
+    new = permuted_model(new_path)
     home = settings.home
 
     r = idsvc(home, "reindex", "--model", str(new_path))

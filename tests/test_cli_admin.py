@@ -25,7 +25,7 @@ def idsvc(home: Path, *args: str):
 def test_model_info_of_the_active_and_of_a_named_checkpoint(tmp_path, model_path):
     r = idsvc(tmp_path / "h", "--json", "model", "info")
     doc = json.loads(r.stdout)
-    assert r.exit_code == 0 and doc["active"] and doc["card"]["embedding_size"] == 128
+    assert r.exit_code == 0 and doc["active"] and doc["card"]["embedding_size"] == 128 + 128  # FaceNet + SFace
     named = json.loads(idsvc(tmp_path / "h", "--json", "model", "info", str(model_path)).stdout)
     assert not named["active"] and named["card"]["version"] == doc["card"]["version"]
     (tmp_path / "junk.pt").write_text("not a model")
@@ -33,12 +33,12 @@ def test_model_info_of_the_active_and_of_a_named_checkpoint(tmp_path, model_path
     assert r.exit_code == 2 and json.loads(r.stdout)["error"]["code"] == "model_invalid"
 
 
-def test_model_import_facenet_keras_through_the_cli(tmp_path, model_path):
+def test_model_import_facenet_keras_through_the_cli(tmp_path, facenet_path):
     from idsvc.encoder import load_encoder
     from tests.keras_export import export_facenet_keras
 
     h5 = tmp_path / "facenet_keras.h5"
-    export_facenet_keras(load_encoder(model_path, device="cpu").model, h5)
+    export_facenet_keras(load_encoder(facenet_path, device="cpu").model, h5)
     out = tmp_path / "imported.pt"
     r = idsvc(tmp_path / "h", "--json", "model", "import-facenet-keras", str(h5), "-o", str(out), "--fp16")
     assert r.exit_code == 0, r.stderr

@@ -43,18 +43,18 @@ def enroll_people(service, photos, count: int) -> dict[str, Path]:
     return probes
 
 
-def bulk_templates(db: Path, n: int, version: str) -> None:
+def bulk_templates(db: Path, n: int, version: str, dim: int) -> None:
     """n synthetic unit vectors under one identity, straight into the registry, so that a rebuild takes seconds."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, 128)).astype("<f4")
+    x = rng.standard_normal((n, dim)).astype("<f4")
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     con = sqlite3.connect(db)
     con.execute("insert into identities(name, metadata, created_at) values ('bulk', '{}', '2026-01-01')")
     iid = con.execute("select id from identities where name='bulk'").fetchone()[0]
     con.executemany(
         "insert into templates(identity_id, embedding, dim, model_version, image_sha256, source_path, box, landmarks,"
-        " det_prob, quality, quality_details, created_at) values (?, ?, 128, ?, ?, 'bulk', '[]', '[]', 1, 1, '{}',"
-        " '2026-01-01')", ((iid, x[i].tobytes(), version, f"bulk{i:060d}") for i in range(n)))
+        " det_prob, quality, quality_details, created_at) values (?, ?, ?, ?, ?, 'bulk', '[]', '[]', 1, 1, '{}',"
+        " '2026-01-01')", ((iid, x[i].tobytes(), dim, version, f"bulk{i:060d}") for i in range(n)))
     con.commit()
     con.close()
 
@@ -62,7 +62,7 @@ def bulk_templates(db: Path, n: int, version: str) -> None:
 @pytest.mark.slow
 def test_killed_reindex_keeps_the_old_index_and_a_second_run_is_refused(service, photos, settings):
     probes = enroll_people(service, photos, 3)
-    bulk_templates(settings.home / "idsvc.db", 60_000, service.version)
+    bulk_templates(settings.home / "idsvc.db", 60_000, service.version, service.home.model.dim)
     service.reindex()  # flat index with everything: the "old" index
     manifest = (service.home.index.directory() / "manifest.json").read_bytes()
 
@@ -100,7 +100,7 @@ def test_model_upgrade_killed_and_resumed(service, photos, settings, tmp_path):
     old = service.version
     total = service.status()["templates"]
     new_path = tmp_path / "new.pt"
-    new = permuted_model(settings.model, new_path)
+    new = permuted_model(new_path)
     assert new != old
 
     db = settings.home / "idsvc.db"
@@ -152,7 +152,7 @@ def test_doctor_finds_and_fixes(service, photos, settings, damage):
     else:
         index, _ = FaissIndex.load(d)
         if damage == "extra_vector":
-            index.add(np.array([999_999]), np.ones((1, 128), np.float32) / np.sqrt(128))
+            index.add(np.array([999_999]), np.ones((1, index.dim), np.float32) / np.sqrt(index.dim))
         else:
             index.remove(index.ids()[:1])
         index.save(d, service.version)

@@ -123,9 +123,10 @@ def test_templates_of_another_model_version_are_never_compared(service, photos, 
     from idsvc.pipeline import Pipeline
     from idsvc.service import Service
     from idsvc.settings import load_settings
+    from tests.conftest import FACENET_MODEL
 
     service.enroll("colin", [str(photos("lfw", "Colin_Powell", 1)[0])])
-    enc = load_encoder(settings.model, device="cpu")
+    enc = load_encoder(FACENET_MODEL, device="cpu")  # a torch model whose weights we can nudge
     with torch.no_grad():
         enc.model.trunk.last_linear.weight.mul_(1.01)
     card = save_checkpoint(tmp_path / "other.pt", enc.model, dict(enc.card, name="other"))

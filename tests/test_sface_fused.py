@@ -55,31 +55,30 @@ def test_a_non_onnx_file_is_refused(tmp_path):
     assert err.value.code == "model_invalid"
 
 
-def test_fused_vector_has_norm_1_and_cosine_is_the_weighted_mean(sface_path, model_path, crops, tmp_path):
+def test_fused_vector_has_norm_1_and_cosine_is_the_weighted_mean(sface_path, facenet_path, crops, tmp_path):
     from idsvc.fused import fuse
 
-    card = fuse([model_path, sface_path], [2.0, 1.0], tmp_path / "fused.pt")
+    card = fuse([facenet_path, sface_path], [2.0, 1.0], tmp_path / "fused.pt")
     fused = load_encoder(tmp_path / "fused.pt", device="cpu")
-    a, b = load_encoder(model_path, device="cpu").embed(crops), load_encoder(sface_path, device="cpu").embed(crops)
+    a, b = load_encoder(facenet_path, device="cpu").embed(crops), load_encoder(sface_path, device="cpu").embed(crops)
     f = fused.embed(crops)
     assert f.shape == (3, 256) and np.allclose(np.linalg.norm(f, axis=1), 1, atol=1e-5)
     assert np.allclose(f @ f.T, (2 * (a @ a.T) + b @ b.T) / 3, atol=1e-5)
     assert card["embedding_size"] == 256 and [m["weight"] for m in card["members"]] == [2.0, 1.0]
-    other = fuse([model_path, sface_path], [1.0, 1.0], tmp_path / "equal.pt")
+    other = fuse([facenet_path, sface_path], [1.0, 1.0], tmp_path / "equal.pt")
     assert other["version"] != card["version"]  # the weights are part of the model version
     with pytest.raises(IdsvcError) as err:
-        fuse([model_path], [1.0], tmp_path / "one.pt")
+        fuse([facenet_path], [1.0], tmp_path / "one.pt")
     assert err.value.code == "invalid_argument"
 
 
-def test_a_home_switches_between_single_and_fused_models(service, photos, sface_path, model_path, tmp_path):
+def test_a_home_switches_between_single_and_fused_models(service, photos, sface_path, facenet_path, tmp_path):
     from idsvc.fused import fuse
 
     fused_path = tmp_path / "fused.pt"
-    fused_version = fuse([model_path, sface_path], [1.0, 1.0], fused_path)["version"]
+    fused_version = fuse([facenet_path, sface_path], [1.0, 1.0], fused_path)["version"]
     colin = photos("lfw", "Colin_Powell", 1, 2, 3)
-    n = len(service.enroll("colin", [str(p) for p in colin[:2]])["accepted"])
-    single = service.version
+    n = len(service.enroll("colin", [str(p) for p in colin[:2]])["accepted"])  # on the shipped fusion
     home = service.settings.home
 
     def idsvc(*args: str) -> dict:
@@ -87,13 +86,16 @@ def test_a_home_switches_between_single_and_fused_models(service, photos, sface_
         assert r.exit_code in (0, 1), r.stderr
         return json.loads(r.stdout)
 
+    down = idsvc("reindex", "--model", str(facenet_path))  # the shipped fusion → the single FaceNet model
+    single = load_encoder(facenet_path, device="cpu").version
+    assert down["upgrade"]["from"] == [service.version] and down["upgrade"]["to"] == single and down["vectors"] == n
     up = idsvc("reindex", "--model", str(fused_path))
     assert up["upgrade"]["to"] == fused_version and up["upgrade"]["templates"] == n and up["vectors"] == n
     st = idsvc("status")
     assert st["model"]["version"] == fused_version and st["templates_other_models"] == {}
     assert st["model"]["embedding_size"] == 256 and st["index"]["in_agreement"]
     assert idsvc("search", "--threshold", "0.4", str(colin[2]))["identity"] == "colin"  # not calibrated yet
-    back = idsvc("reindex", "--model", str(model_path))
+    back = idsvc("reindex", "--model", str(facenet_path))
     assert back["upgrade"]["to"] == single and back["vectors"] == n
     assert idsvc("status")["templates_other_models"] == {}
 
@@ -124,24 +126,24 @@ def test_sface_realigns_a_tight_crop_from_its_own_landmarks(service, sface_path,
     assert vec @ right[0] > 0.999  # the stored crop, re-aligned from its stored landmarks
 
 
-def test_a_linked_fusion_reads_its_members_from_beside_it(sface_path, model_path, crops, tmp_path):
+def test_a_linked_fusion_reads_its_members_from_beside_it(sface_path, facenet_path, crops, tmp_path):
     """`fuse --link` stores member file names, not copies (the shipped default does this so FaceNet is stored
     once); the card's member versions still pin the weights."""
     import shutil
 
     folder = tmp_path / "models"
     folder.mkdir()
-    a, b = shutil.copy(model_path, folder / "a.pt"), shutil.copy(sface_path, folder / "b.pt")
+    a, b = shutil.copy(facenet_path, folder / "a.pt"), shutil.copy(sface_path, folder / "b.pt")
     runner.invoke(app, ["--home", str(tmp_path / "h"), "model", "fuse", str(a), str(b), "-w", "2", "-w", "1",
                         "--link", "-o", str(folder / "linked.pt")], catch_exceptions=False)
     from idsvc.fused import fuse
 
-    whole = fuse([model_path, sface_path], [2.0, 1.0], tmp_path / "whole.pt")
+    whole = fuse([facenet_path, sface_path], [2.0, 1.0], tmp_path / "whole.pt")
     linked = load_encoder(folder / "linked.pt", device="cpu")
     assert linked.version == whole["version"]
     assert (folder / "linked.pt").stat().st_size < 100_000 < (tmp_path / "whole.pt").stat().st_size
     assert np.allclose(linked.embed(crops), load_encoder(tmp_path / "whole.pt", device="cpu").embed(crops), atol=1e-6)
-    shutil.copy(model_path, folder / "b.pt")  # a different model where the member should be
+    shutil.copy(facenet_path, folder / "b.pt")  # a different model where the member should be
     with pytest.raises(IdsvcError) as err:
         load_encoder(folder / "linked.pt", device="cpu")
     assert err.value.code == "model_invalid"

@@ -15,9 +15,9 @@ from idsvc.training import TrainConfig, train
 from tests.conftest import copy_celeba
 
 
-def test_resume_with_a_changed_recipe_is_refused(tmp_path, model_path):
+def test_resume_with_a_changed_recipe_is_refused(tmp_path, facenet_path):
     data = copy_celeba(tmp_path / "celeba", 3, 4)
-    s = load_settings(home=tmp_path / "home", model=model_path, device="cpu")
+    s = load_settings(home=tmp_path / "home", model=facenet_path, device="cpu")
     cfg = TrainConfig(data_dir=data, out=tmp_path / "c.pt", arch="compact", epochs=2, batch_size=6, max_steps=1,
                       device="cpu", center_lambda=0.01)
     train(cfg, s)
@@ -38,9 +38,9 @@ def test_resume_with_a_changed_recipe_is_refused(tmp_path, model_path):
                                           ({"optimizer": "lbfgs"}, "invalid_argument"),
                                           ({"batch_size": 1}, "invalid_argument"),
                                           ({"center_alpha": 0.0}, "invalid_argument")])
-def test_bad_recipes_are_refused_before_any_work(tmp_path, model_path, change, code):
+def test_bad_recipes_are_refused_before_any_work(tmp_path, facenet_path, change, code):
     data = copy_celeba(tmp_path / "celeba", 2, 2)
-    s = load_settings(home=tmp_path / "home", model=model_path, device="cpu")
+    s = load_settings(home=tmp_path / "home", model=facenet_path, device="cpu")
     with pytest.raises(IdsvcError) as err:
         train(TrainConfig(**{"data_dir": data, "out": tmp_path / "c.pt", "arch": "compact", "device": "cpu",
                              **change}), s)
@@ -54,11 +54,11 @@ def small_celeba(tmp_path):
 
 
 @pytest.mark.slow
-def test_fine_tuning_few_steps_center_term_active_and_resume(small_celeba, tmp_path, model_path):
-    s = load_settings(home=tmp_path / "home", model=model_path, device="cpu")
+def test_fine_tuning_few_steps_center_term_active_and_resume(small_celeba, tmp_path, facenet_path):
+    s = load_settings(home=tmp_path / "home", model=facenet_path, device="cpu")
     out = tmp_path / "model.pt"
     events = []
-    cfg = TrainConfig(data_dir=small_celeba, out=out, init=model_path, freeze_through="repeat_3", epochs=3,
+    cfg = TrainConfig(data_dir=small_celeba, out=out, init=facenet_path, freeze_through="repeat_3", epochs=3,
                       batch_size=16, lr=5e-3, lr_backbone=1e-3, center_lambda=0.5, center_alpha=0.5,
                       warmup_epochs=0, device="cpu", name="test")
     train(cfg, s, events.append)
@@ -87,8 +87,8 @@ def test_fine_tuning_few_steps_center_term_active_and_resume(small_celeba, tmp_p
 
 
 @pytest.mark.slow
-def test_compact_net_trains_from_scratch_with_augmentation(small_celeba, tmp_path, model_path):
-    s = load_settings(home=tmp_path / "home", model=model_path, device="cpu")
+def test_compact_net_trains_from_scratch_with_augmentation(small_celeba, tmp_path, facenet_path):
+    s = load_settings(home=tmp_path / "home", model=facenet_path, device="cpu")
     events = []
     card = train(TrainConfig(data_dir=small_celeba, out=tmp_path / "c.pt", arch="compact", epochs=1,
                              batch_size=12, max_steps=4, device="cpu"), s, events.append)

@@ -19,13 +19,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.slow
 def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
-    dist = tmp_path / "dist"
+    import shutil
+
+    src, dist = tmp_path / "src", tmp_path / "dist"  # a clean copy: no stale build/ of the checkout gets in
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".scratch", "build", "dist", "*.egg-info",
+                                                             "__pycache__", ".pytest_cache", "carry", ".venv"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
-                    str(ROOT)], check=True, timeout=600)
+                    str(src)], check=True, timeout=600)
     wheel, = dist.glob("idsvc-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"idsvc/api/app.py", "idsvc/training/loop.py", "idsvc/migrations/env.py",
-            "idsvc/migrations/versions/0001_initial.py", "idsvc/models/idsvc-default.pt", "cli/main.py"} <= names
+            "idsvc/migrations/versions/0001_initial.py", "idsvc/models/idsvc-default.pt",
+            "idsvc/models/idsvc-facenet.pt", "idsvc/models/idsvc-sface.pt", "cli/main.py"} <= names
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
     py = venv / "bin" / "python"
