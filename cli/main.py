@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from cli import admin, extract, faces, identities, models
+from cli import admin, archive, extract, faces, identities, models
 from cli.context import CliState
 from cli.output import Output
 
@@ -62,6 +62,7 @@ def main(
 
 faces.register(app)
 extract.register(app)
+archive.register(app)
 app.add_typer(identities.app, name="identities")
 admin.register(app)
 models.register(app)

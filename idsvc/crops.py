@@ -48,6 +48,18 @@ class CropStore:
             paths[tid] = str(p)
         return paths
 
+    def save_bytes(self, crops: dict[int, bytes]) -> dict[int, str]:
+        """Write ``{template id: PNG bytes}`` (an imported archive's crops, already at ``CROP_SIZE``)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise IdsvcError("home_unwritable", f"cannot create {self.root}: {exc.strerror}") from None
+        paths = {}
+        for tid, data in crops.items():
+            self.path(tid).write_bytes(data)
+            paths[tid] = str(self.path(tid))
+        return paths
+
     @staticmethod
     def exists(path: str | None) -> bool:
         return bool(path) and Path(str(path)).is_file()

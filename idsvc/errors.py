@@ -38,6 +38,7 @@ CODES: dict[str, Mapping] = {
     "invalid_pairs_file": Mapping(EXIT_INPUT, 400, "a pairs file cannot be parsed"),
     "not_enough_data": Mapping(EXIT_INPUT, 400, "too few photos, pairs or identities for the job"),
     "model_invalid": Mapping(EXIT_INPUT, 400, "a checkpoint file is not a usable idsvc model"),
+    "archive_invalid": Mapping(EXIT_INPUT, 400, "an export archive is malformed or fails its checksums"),
     # not found / conflict: the request names stored state that is missing or clashes
     "identity_not_found": Mapping(EXIT_INPUT, 404, "no identity of that name"),
     "template_not_found": Mapping(EXIT_INPUT, 404, "no template with that id"),

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,6 +376,50 @@ class Registry:
             rows = conn.execute(select(t.thresholds).order_by(t.thresholds.c.id)).mappings().all()
         return [_threshold_dict(r) for r in rows]
 
+    # -- export / import ----------------------------------------------------------------------------------------
+    def export_rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """(identities, templates with their identity's name, thresholds), read in one transaction so the three
+        agree with each other."""
+        with self.engine.begin() as conn:
+            idents = [dict(r) for r in conn.execute(select(t.identities).order_by(t.identities.c.id)).mappings()]
+            names = {i["id"]: i["name"] for i in idents}
+            temps = [dict(r) | {"identity": names[r["identity_id"]]} for r in
+                     conn.execute(select(t.templates).order_by(t.templates.c.id)).mappings()]
+            thrs = [dict(r) for r in conn.execute(select(t.thresholds).order_by(t.thresholds.c.id)).mappings()]
+        return idents, temps, thrs
+
+    def import_rows(self, identities: list[dict[str, Any]], templates: list[dict[str, Any]],
+                    thresholds: list[dict[str, Any]], store_crops: Callable[[dict[int, int]], dict[int, str]],
+                    ) -> dict[int, int]:
+        """Insert everything in one transaction; ``store_crops({archive id: new id})`` writes the crops (inside the
+        transaction, so a failure or a kill before the commit leaves the registry as it was) and returns
+        ``{new id: crop path}``. Returns ``{archive id: new id}``. Raises ``identity_exists``, ``already_enrolled``."""
+        with self.engine.begin() as conn:
+            ident_ids = {}
+            for i in identities:
+                if conn.execute(select(t.identities.c.id).where(t.identities.c.name == i["name"])).first():
+                    raise IdsvcError("identity_exists", f"identity {i['name']!r} exists in this home", name=i["name"])
+                ident_ids[i["name"]] = _new_id(conn.execute(insert(t.identities).values(
+                    name=i["name"], metadata=json.dumps(i["metadata"]), created_at=_parse_time(i["created_at"]))))
+            new_ids = {}
+            for row in templates:
+                values = {k: row[k] for k in IMPORTED_TEMPLATE_FIELDS}
+                try:
+                    res = conn.execute(insert(t.templates).values(
+                        **values, identity_id=ident_ids[row["identity"]], embedding=to_blob(row["embedding"]),
+                        dim=len(row["embedding"]), created_at=_parse_time(row["created_at"])))
+                except IntegrityError:
+                    raise IdsvcError("already_enrolled", f"image {row['image_sha256'][:12]}… is already enrolled in "
+                                     "this home") from None
+                new_ids[row["id"]] = _new_id(res)
+            for thr in thresholds:
+                conn.execute(insert(t.thresholds).values(**{k: thr[k] for k in IMPORTED_THRESHOLD_FIELDS},
+                                                         details=json.dumps(thr["details"]),
+                                                         created_at=_parse_time(thr["created_at"])))
+            for tid, path in store_crops(new_ids).items():
+                conn.execute(update(t.templates).where(t.templates.c.id == tid).values(crop_path=path))
+        return new_ids
+
     # -- API keys -----------------------------------------------------------------------------------------------
     def add_key(self, name: str, scope: str, prefix: str, key_hash: str) -> dict[str, Any]:
         try:
@@ -448,6 +492,17 @@ def redact(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001
         return "<database>"
+
+
+#: Template and threshold columns an archive carries as they are (ids, links and blobs are remapped).
+IMPORTED_TEMPLATE_FIELDS = ("model_version", "image_sha256", "source_path", "box", "landmarks", "det_prob", "quality",
+                            "quality_details", "crop_landmarks")
+IMPORTED_THRESHOLD_FIELDS = ("model_version", "value", "mode", "target_far", "data_sha256", "genuine_pairs",
+                             "impostor_pairs")
+
+
+def _parse_time(value: str | None) -> dt.datetime:
+    return dt.datetime.fromisoformat(value) if value else now()
 
 
 def _iso(value: dt.datetime | None) -> str | None:

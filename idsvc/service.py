@@ -127,6 +127,16 @@ class Service:
             yield ({"path": str(f), "model_version": version, "embedding": [round(float(x), 7) for x in vec]}
                    if vec is not None else {"path": str(f), "model_version": version, "error": err})
 
+    def export(self, out: Path) -> dict[str, Any]:
+        from idsvc.archive import export_home
+
+        return export_home(self.home, out)
+
+    def import_archive(self, src: Path, *, reembed: bool = False) -> dict[str, Any]:
+        from idsvc.archive import import_archive
+
+        return import_archive(self.home, src, reembed=reembed)
+
     def enroll_bytes(self, name: str, images: list[tuple[bytes, str]], *, aligned: bool = False) -> dict[str, Any]:
         """The API's enroll: images as (bytes, filename)."""
         enroll.check_name(name)
