@@ -20,7 +20,16 @@ if TYPE_CHECKING:
 ImageInput = str | Path | tuple[bytes, str]
 
 
+def require_files(*images: ImageInput) -> None:
+    """Refuse a missing file before any model loads (a typo should not cost the model's load time).
+    Raises ``file_not_found``."""
+    for image in images:
+        if not isinstance(image, tuple) and not Path(image).is_file():
+            raise IdsvcError("file_not_found", f"{image}: no such file", path=str(image))
+
+
 def load(home: Home, image: ImageInput) -> LoadedImage:
+    require_files(image)
     pipeline = home.model.pipeline
     if isinstance(image, tuple):
         return pipeline.decode(*image)
@@ -33,6 +42,7 @@ def search(home: Home, image: ImageInput, *, top_k: int = 5, threshold: float | 
     aligned face crop. Raises ``invalid_argument``, the image codes and ``no_face``."""
     if top_k < 1:
         raise IdsvcError("invalid_argument", f"top_k must be at least 1, not {top_k}")
+    require_files(image)
     thr, source = resolve_threshold(home, threshold)
     img = load(home, image)
     pipeline = home.model.pipeline

@@ -6,13 +6,14 @@ from typing import Any
 
 from idsvc.errors import IdsvcError
 from idsvc.home import Home
-from idsvc.search import ImageInput, load
+from idsvc.search import ImageInput, load, require_files
 from idsvc.thresholds import resolve_threshold
 
 
 def verify(home: Home, a: ImageInput, b: ImageInput, *, threshold: float | None = None,
            aligned: bool = False) -> dict[str, Any]:
     """The cosine score of the two photos' main faces against the threshold (``aligned``: both are face crops)."""
+    require_files(a, b)
     thr, source = resolve_threshold(home, threshold)
     img_a, img_b = load(home, a), load(home, b)  # both decoded before any detection: bad input fails fast
     pipeline = home.model.pipeline
@@ -28,6 +29,7 @@ def verify_identity(home: Home, image: ImageInput, name: str, *, threshold: floa
                     aligned: bool = False) -> dict[str, Any]:
     """The best score over ``name``'s templates of the active model version. Raises ``identity_not_found`` and
     ``model_mismatch`` (the identity has templates of other model versions only)."""
+    require_files(image)
     thr, source = resolve_threshold(home, threshold)
     version = home.model.version
     vecs, others = home.registry.identity_embeddings(name, version)

@@ -146,7 +146,8 @@ def test_help_exits_0(tmp_path, args):
 
 
 @pytest.mark.parametrize("args", [["identities", "list"], ["keys", "list"], ["thresholds"], ["db", "upgrade"],
-                                  ["--version"], ["status"], ["doctor"]])
+                                  ["--version"], ["status"], ["doctor"], ["verify", "/nonexistent.jpg", "b.jpg"],
+                                  ["search", "/nonexistent.jpg"]])
 def test_admin_commands_load_no_heavy_library(tmp_path, args):
     """House style 18: commands that need no model import neither torch nor faiss nor OpenCV."""
     import subprocess
