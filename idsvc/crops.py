@@ -34,31 +34,29 @@ class CropStore:
         return self.root / f"{template_id}.png"
 
     def save(self, crops: dict[int, np.ndarray]) -> dict[int, str]:
-        """Write ``{template id: (S, S, 3) uint8 crop}`` at ``CROP_SIZE``; returns ``{template id: path}``."""
-        from idsvc.align import resize_crop, save_crop
+        """Write ``{template id: (S, S, 3) uint8 crop}`` at ``CROP_SIZE``, losslessly (PNG), so re-embedding it
+        later reproduces the original input exactly; returns ``{template id: path}``."""
+        import cv2
 
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise IdsvcError("home_unwritable", f"cannot create {self.root}: {exc.strerror}") from None
-        paths = {}
+        from idsvc.align import resize_crop
+
+        encoded = {}
         for tid, crop in crops.items():
-            p = self.path(tid)
-            save_crop(str(p), resize_crop(crop, CROP_SIZE))
-            paths[tid] = str(p)
-        return paths
+            ok, png = cv2.imencode(".png", cv2.cvtColor(resize_crop(crop, CROP_SIZE), cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise IdsvcError("internal", f"could not encode the crop of template {tid} as PNG")
+            encoded[tid] = png.tobytes()
+        return self.save_bytes(encoded)
 
     def save_bytes(self, crops: dict[int, bytes]) -> dict[int, str]:
-        """Write ``{template id: PNG bytes}`` (an imported archive's crops, already at ``CROP_SIZE``)."""
+        """Write ``{template id: PNG bytes}`` (``save``'s, or an imported archive's, already at ``CROP_SIZE``)."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            for tid, data in crops.items():
+                self.path(tid).write_bytes(data)
         except OSError as exc:
-            raise IdsvcError("home_unwritable", f"cannot create {self.root}: {exc.strerror}") from None
-        paths = {}
-        for tid, data in crops.items():
-            self.path(tid).write_bytes(data)
-            paths[tid] = str(self.path(tid))
-        return paths
+            raise IdsvcError("home_unwritable", f"cannot write crops in {self.root}: {exc.strerror}") from None
+        return {tid: str(self.path(tid)) for tid in crops}
 
     @staticmethod
     def exists(path: str | None) -> bool:
