@@ -26,20 +26,21 @@ def rename_identity(home: Home, old: str, new: str) -> dict[str, Any]:
 
 
 def delete_identity(home: Home, name: str) -> dict[str, Any]:
+    """Delete an identity, its templates and crops; their vectors are tombstoned in the saved index's manifest
+    (no faiss needed, see ``IndexStore.delete_vectors``). Raises ``identity_not_found`` before touching anything."""
     with home.lock.hold():
-        index = home.index.open().index
+        home.registry.identity(name)
+        agreed = home.index.agreed_ids()
         ids, crops = home.registry.delete_identity(name)
-        index.remove(ids)
-        home.index.save(index)
+        home.index.delete_vectors(agreed)
         home.crops.delete(list(crops))
     return {"identity": name, "deleted_templates": len(ids)}
 
 
 def delete_template(home: Home, template_id: int) -> dict[str, Any]:
     with home.lock.hold():
-        index = home.index.open().index
+        agreed = home.index.agreed_ids()
         crop = home.registry.delete_template(template_id)
-        index.remove([template_id])
-        home.index.save(index)
+        home.index.delete_vectors(agreed)
         home.crops.delete([crop])
     return {"deleted_template": template_id}

@@ -136,6 +136,35 @@ class IndexStore:
             problems.append({"check": "index_file", "problem": "index file does not match its manifest"})
         return manifest, problems
 
+    def agreed_ids(self) -> set[int] | None:
+        """The template ids the saved index holds, when its manifest says it agrees with the registry (else None)."""
+        manifest, problems = self.check_manifest()
+        if manifest is None or problems:
+            return None
+        return set(self.home.registry.template_ids(self.home.model.version).tolist())
+
+    def delete_vectors(self, agreed: set[int] | None) -> None:
+        """After the registry deleted templates: tombstone the vectors of those that were in the index (``agreed``,
+        from ``agreed_ids`` before the delete) in the saved manifest, which FAISS loading and search honour (the next
+        rebuild drops them) — so deleting needs neither faiss nor the model. When the index did not agree before,
+        it is left as it was and the next open rebuilds it from the registry."""
+        import json
+        import os
+
+        from idsvc.index_manifest import MANIFEST_FILE, ids_checksum, read_manifest
+
+        manifest = read_manifest(self.directory())
+        if agreed is None or manifest is None:
+            return
+        remaining = self.home.registry.template_ids(self.home.model.version)
+        gone = agreed - set(remaining.tolist())
+        before = set(manifest.get("deleted", []))
+        manifest.update(deleted=sorted(before | gone), count=len(remaining), ids_sha256=ids_checksum(remaining))
+        path = self.directory() / MANIFEST_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, path)
+
     def open(self, *, repair: bool = True) -> OpenIndex:
         """The index for the active model, reloaded if another process saved a newer one, rebuilt from the registry
         (and saved, if no other writer holds the lock) when it is missing, corrupt or disagrees.

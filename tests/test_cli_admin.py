@@ -147,7 +147,7 @@ def test_help_exits_0(tmp_path, args):
 
 @pytest.mark.parametrize("args", [["identities", "list"], ["keys", "list"], ["thresholds"], ["db", "upgrade"],
                                   ["--version"], ["status"], ["doctor"], ["verify", "/nonexistent.jpg", "b.jpg"],
-                                  ["search", "/nonexistent.jpg"]])
+                                  ["search", "/nonexistent.jpg"], ["identities", "delete", "nobody"]])
 def test_admin_commands_load_no_heavy_library(tmp_path, args):
     """House style 18: commands that need no model import neither torch nor faiss nor OpenCV."""
     import subprocess
@@ -169,3 +169,26 @@ def test_version_names_idsvc_the_model_torch_and_faiss(tmp_path):
     assert r.exit_code == 0 and lines["idsvc"] == version("idsvc") and lines["torch"] == version("torch")
     card = json.loads(Path(str(DEFAULT_MODEL) + ".card.json").read_text())
     assert lines["model"].startswith(card["version"]) and lines["faiss"] == version("faiss-cpu")
+
+
+def test_deleting_an_identity_loads_neither_the_model_nor_faiss_and_the_index_follows(service, photos):
+    import subprocess
+    import sys
+
+    colin = photos("lfw", "Colin_Powell", 1, 2, 3)
+    service.enroll("colin", [str(p) for p in colin[:2]])
+    service.enroll("bush", [str(p) for p in photos("lfw", "George_W_Bush", 1, 2)])
+    home = service.settings.home
+    code = ("import sys\nfrom cli.main import app\n"
+            f"try:\n    app({['--home', str(home), 'identities', 'delete', 'colin']!r})\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\n"
+            "print([m for m in ('torch', 'faiss', 'cv2', 'facenet_pytorch') if m in sys.modules])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parent.parent)
+    assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout + r.stderr
+    st = json.loads(idsvc(home, "--json", "status").stdout)
+    assert st["identities"] == 1 and st["index"]["in_agreement"] and st["index"]["vectors"] == st["templates"]
+    doc = json.loads(idsvc(home, "--json", "doctor").stdout)
+    assert doc["ok"], doc  # the index file is untouched; the tombstones are in its manifest
+    r = idsvc(home, "--json", "search", str(colin[2]))
+    assert json.loads(r.stdout)["identity"] is None  # colin's vectors are gone from the index
