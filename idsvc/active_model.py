@@ -24,19 +24,17 @@ log = logging.getLogger(__name__)
 
 def sidecar_card(path: Path) -> dict[str, Any] | None:
     """The card in ``<checkpoint>.card.json`` if it describes this very file (its ``file_sha256`` matches)."""
-    import hashlib
     import json
+
+    from idsvc.checksums import file_sha256
 
     side = path.with_name(path.name + ".card.json")
     try:
         card = json.loads(side.read_text())
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        digest = file_sha256(path)
     except (OSError, ValueError):
         return None
-    return card if card.get("file_sha256") == h.hexdigest() and "version" in card else None
+    return card if card.get("file_sha256") == digest and "version" in card else None
 ACTIVE_MODEL_KEY = "active_model_path"
 
 

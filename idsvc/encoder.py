@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from idsvc import nets
+from idsvc.checksums import file_sha256
 from idsvc.errors import IdsvcError
 
 FORMAT = "idsvc-encoder/1"
@@ -85,14 +86,6 @@ def write_blob(path: str | Path, blob: dict[str, Any]) -> dict[str, Any]:
     shown = dict(card, file_sha256=file_sha256(path))
     path.with_name(path.name + ".card.json").write_text(json.dumps(shown, indent=2) + "\n")
     return shown
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -107,8 +107,7 @@ class IndexStore:
         """(manifest, problems): the saved index's manifest against the registry — model version, dimension and the
         template ids — without loading the index (no faiss). With ``verify_file``, also whether the index file is
         the one the manifest describes (its sha256), which makes this as thorough as loading it."""
-        import hashlib
-
+        from idsvc.checksums import file_sha256
         from idsvc.index_manifest import ids_checksum, read_manifest
 
         model = self.home.model
@@ -132,7 +131,7 @@ class IndexStore:
         index_file = self.directory() / "index.faiss"
         if not index_file.is_file():
             problems.append({"check": "index_file", "problem": "index file missing"})
-        elif verify_file and hashlib.sha256(index_file.read_bytes()).hexdigest() != manifest.get("file_sha256"):
+        elif verify_file and file_sha256(index_file) != manifest.get("file_sha256"):
             problems.append({"check": "index_file", "problem": "index file does not match its manifest"})
         return manifest, problems
 
