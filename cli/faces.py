@@ -88,7 +88,9 @@ def search(ctx: typer.Context, images: list[str] = typer.Argument(..., help="Pho
     if len(images) > 1 or jsonl or not Path(images[0]).is_file():
         n, results = service(ctx).search_many(images, top_k=top_k, threshold=threshold, all_faces=all_faces,
                                               aligned=aligned)
-        return _batch(o, n, results, jsonl, "search", lambda r: any(f["identity"] for f in r["faces"]), _search_row)
+        from idsvc.batch import identified
+
+        return _batch(o, n, results, jsonl, "search", identified, _search_row)
     r = service(ctx).search(images[0], top_k=top_k, threshold=threshold, all_faces=all_faces, aligned=aligned)
     o.emit(r)
     for i, face in enumerate(r["faces"]):

@@ -49,3 +49,8 @@ def summary(results: list[dict[str, Any]], positive: Callable[[dict[str, Any]], 
     code = EXIT_INPUT if errors else EXIT_NEGATIVE if negative else 0
     return {"items": len(results), "positive": len(results) - errors - negative, "negative": negative,
             "errors": errors, "exit_code": code}
+
+
+def identified(result: dict[str, Any]) -> bool:
+    """A search result's answer is positive when any of its faces is a known identity."""
+    return any(f["identity"] for f in result["faces"])

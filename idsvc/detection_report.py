@@ -4,18 +4,20 @@ deepface's ``extract_faces``), optionally writing each aligned crop."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from idsvc.errors import IdsvcError
+from idsvc.imageio import ImageInput, source_name
 from idsvc.pipeline import Pipeline
 
 
-def detect_photos(pipeline: Pipeline, files: list[Path], crops_dir: Path | None = None,
+def detect_photos(pipeline: Pipeline, files: Sequence[ImageInput], crops_dir: Path | None = None,
                   progress: Callable[..., None] | None = None) -> dict[str, Any]:
-    """One entry per photo: its faces (best first), or the error that stopped it (a bad file does not stop the
-    others). Crops go to ``crops_dir/<photo stem>-<n>.png`` (n from 1, best face first)."""
+    """One entry per photo (a path, or an upload's bytes and name): its faces (best first), or the error that
+    stopped it (a bad file does not stop the others). Crops go to ``crops_dir/<photo stem>-<n>.png`` (n from 1,
+    best face first)."""
     from idsvc.align import save_crop
 
     if crops_dir is not None:
@@ -26,20 +28,20 @@ def detect_photos(pipeline: Pipeline, files: list[Path], crops_dir: Path | None 
     photos: list[dict[str, Any]] = []
     for f in files:
         try:
-            image = pipeline.load(f)
+            image = pipeline.read(f)
             faces = []
             for n, fc in enumerate(pipeline.faces(image), 1):
                 entry = {"box": [round(v, 1) for v in fc.face.box], "det_prob": round(fc.face.prob, 4),
                          "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in fc.face.landmarks],
                          "quality": fc.quality.as_dict(), "quality_problems": pipeline.quality_reasons(fc)}
                 if crops_dir is not None:
-                    crop_path = str(crops_dir / f"{f.stem}-{n}.png")
+                    crop_path = str(crops_dir / f"{Path(source_name(f)).stem}-{n}.png")
                     save_crop(crop_path, fc.aligned.crop)
                     entry["crop"] = crop_path
                 faces.append(entry)
-            photos.append({"path": str(f), "faces": faces})
+            photos.append({"path": source_name(f), "faces": faces})
         except IdsvcError as exc:
-            photos.append({"path": str(f), "error": {"code": exc.code, "message": exc.message}})
+            photos.append({"path": source_name(f), "error": {"code": exc.code, "message": exc.message}})
         if progress:
             progress(1)
     return {"photos": photos, "faces": sum(len(p.get("faces", [])) for p in photos),

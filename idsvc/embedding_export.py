@@ -6,25 +6,27 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from idsvc.errors import IdsvcError
+from idsvc.imageio import ImageInput, source_name
 from idsvc.pipeline import Pipeline
 
 
-def embed_each(pipeline: Pipeline, files: list[Path], *, aligned: bool = False,
-               ) -> Iterator[tuple[Path, np.ndarray | None, dict[str, Any] | None]]:
-    """(photo, its main face's embedding or None, the error or None), photo by photo."""
+def embed_each(pipeline: Pipeline, files: Sequence[ImageInput], *, aligned: bool = False,
+               ) -> Iterator[tuple[str, np.ndarray | None, dict[str, Any] | None]]:
+    """(photo's name, its main face's embedding or None, the error or None), photo by photo; a photo is a path or
+    an upload's (bytes, name)."""
     for f in files:
         try:
-            fc = pipeline.one_face(pipeline.load(f), strict=False, given_aligned=aligned)
-            yield f, pipeline.embed([fc.aligned])[0], None
+            fc = pipeline.one_face(pipeline.read(f), strict=False, given_aligned=aligned)
+            yield source_name(f), pipeline.embed([fc.aligned])[0], None
         except IdsvcError as exc:
-            yield f, None, {"code": exc.code, "message": exc.message}
+            yield source_name(f), None, {"code": exc.code, "message": exc.message}
 
 
 def write_npy(pipeline: Pipeline, version: str, files: list[Path], out: Path, *, aligned: bool = False,
@@ -37,9 +39,9 @@ def write_npy(pipeline: Pipeline, version: str, files: list[Path], out: Path, *,
     entries: list[dict[str, Any]] = []
     for f, vec, err in embed_each(pipeline, files, aligned=aligned):
         if vec is None:
-            entries.append({"path": str(f), "row": None, "error": err})
+            entries.append({"path": f, "row": None, "error": err})
         else:
-            entries.append({"path": str(f), "row": len(rows)})
+            entries.append({"path": f, "row": len(rows)})
             rows.append(vec)
         if progress:
             progress(1)

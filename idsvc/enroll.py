@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 COMMIT_EVERY = 16  # images per registry transaction: progress survives a kill
-NAME_RE = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,255}$")
+#: An identity name: 1-255 characters, no slash, backslash or control character, no whitespace at either end. The
+#: same pattern is the API's documented path and body schema (ECMA and Python read it alike).
+NAME_PATTERN = r"^[^\s/\\\x00-\x1f\x7f]([^/\\\x00-\x1f\x7f]{0,253}[^\s/\\\x00-\x1f\x7f])?$"
+NAME_RE = re.compile(NAME_PATTERN)
 
 Progress = Callable[[int], None]
 #: (source name for messages, a function that loads the image): paths for the CLI, bytes for the API.
@@ -33,7 +36,7 @@ Item = tuple[str, Callable[[], LoadedImage]]
 
 def check_name(name: str) -> str:
     """An identity name: 1-255 characters, no slashes or control characters, no surrounding spaces."""
-    if not NAME_RE.match(name) or name.strip() != name:
+    if not NAME_RE.fullmatch(name) or name.strip() != name:
         raise IdsvcError("invalid_argument", f"invalid identity name {name!r} (1-255 characters, no slashes, "
                          "no control characters, no surrounding spaces)", name=name)
     return name

@@ -18,6 +18,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from idsvc.errors import IdsvcError
 
+#: An image to read: a path (the CLI), or raw bytes with a name for messages (the HTTP API).
+ImageInput = str | Path | tuple[bytes, str]
+
+
+def source_name(image: ImageInput) -> str:
+    """How messages and results name an image: its path, or the upload's file name."""
+    return image[1] if isinstance(image, tuple) else str(image)
+
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 

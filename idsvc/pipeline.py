@@ -22,7 +22,7 @@ from idsvc.align import (
 from idsvc.detect import Detector, Face
 from idsvc.encoder import EmbeddingModel
 from idsvc.errors import IdsvcError
-from idsvc.imageio import LoadedImage, decode_image, load_image
+from idsvc.imageio import ImageInput, LoadedImage, decode_image, load_image
 from idsvc.settings import Settings
 
 #: A face that fills the frame is taken whole only when its box spans at least this fraction of the photo's short side.
@@ -74,6 +74,10 @@ class Pipeline:
     def decode(self, data: bytes, source: str) -> LoadedImage:
         s = self.settings
         return decode_image(data, source, max_pixels=s.max_image_pixels, min_side=s.min_image_side)
+
+    def read(self, image: ImageInput) -> LoadedImage:
+        """A path is loaded, an upload (bytes, name) decoded: the CLI and the API read photos alike."""
+        return self.decode(*image) if isinstance(image, tuple) else self.load(image)
 
     def settle(self, pixels: np.ndarray, face: Face) -> Face:
         """The face with landmarks good enough to align by: a face that fills the frame (more than

@@ -10,15 +10,11 @@ import numpy as np
 
 from idsvc.errors import IdsvcError
 from idsvc.home import Home
-from idsvc.imageio import LoadedImage
+from idsvc.imageio import ImageInput, LoadedImage
 from idsvc.thresholds import resolve_threshold
 
 if TYPE_CHECKING:
     from idsvc.index import FaissIndex
-
-#: An image given to search or verify: a path, or raw bytes with a name for messages (the HTTP API).
-ImageInput = str | Path | tuple[bytes, str]
-
 
 def require_files(*images: ImageInput) -> None:
     """Refuse a missing file before any model loads (a typo should not cost the model's load time).
@@ -30,10 +26,7 @@ def require_files(*images: ImageInput) -> None:
 
 def load(home: Home, image: ImageInput) -> LoadedImage:
     require_files(image)
-    pipeline = home.model.pipeline
-    if isinstance(image, tuple):
-        return pipeline.decode(*image)
-    return pipeline.load(image)
+    return home.model.pipeline.read(image)
 
 
 def search(home: Home, image: ImageInput, *, top_k: int = 5, threshold: float | None = None,

@@ -11,7 +11,7 @@ composes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from idsvc import auth, doctor, enroll, identities, search, upgrade, verify
 from idsvc.errors import IdsvcError
 from idsvc.home import Home
-from idsvc.search import ImageInput
+from idsvc.imageio import ImageInput
 from idsvc.settings import Settings
 from idsvc.thresholds import resolve_threshold
 from idsvc.write_lock import ensure_home
@@ -97,13 +97,26 @@ class Service:
                progress: Progress | None = None) -> dict[str, Any]:
         """Every face of each photo (no encoder is loaded). Raises ``file_not_found`` for a missing path, before
         any model loads."""
-        from idsvc.crops import CROP_SIZE
         from idsvc.detection_report import detect_photos
         from idsvc.imageio import existing_files
-        from idsvc.pipeline import Pipeline
 
         files = existing_files(paths)
-        return detect_photos(Pipeline(self.settings, crop_size=CROP_SIZE), files, crops_dir, progress)
+        return detect_photos(self._detection_pipeline(), files, crops_dir, progress)
+
+    def detect_uploads(self, images: list[tuple[bytes, str]]) -> dict[str, Any]:
+        """``detect`` for the API: uploads as (bytes, filename); a bad one carries its error, the rest go on."""
+        from idsvc.detection_report import detect_photos
+
+        return detect_photos(self._detection_pipeline(), images)
+
+    def _detection_pipeline(self) -> Pipeline:
+        """Detection alone, on idsvc's crop template; the loaded model's detector when there is one."""
+        from idsvc.crops import CROP_SIZE
+        from idsvc.pipeline import Pipeline
+
+        model = self.home.model
+        return Pipeline(self.settings, detector=model.pipeline.detector if model.loaded else None,
+                        crop_size=CROP_SIZE)
 
     def embed_files(self, paths: list[str]) -> list[Path]:
         """The photos ``embed`` will read (checked before any model loads). Raises ``file_not_found``."""
@@ -118,14 +131,15 @@ class Service:
         return write_npy(self.home.model.pipeline, self.home.model.version, files, out, aligned=aligned,
                          progress=progress)
 
-    def embed_each(self, files: list[Path], *, aligned: bool = False) -> Iterator[dict[str, Any]]:
-        """One JSON-ready record per photo, as each finishes (for ``--jsonl``)."""
+    def embed_each(self, files: Sequence[ImageInput], *,
+                   aligned: bool = False) -> Iterator[dict[str, Any]]:
+        """One JSON-ready record per photo (a path, or an upload's bytes and name), as each finishes."""
         from idsvc.embedding_export import embed_each
 
         version = self.home.model.version
         for f, vec, err in embed_each(self.home.model.pipeline, files, aligned=aligned):
-            yield ({"path": str(f), "model_version": version, "embedding": [round(float(x), 7) for x in vec]}
-                   if vec is not None else {"path": str(f), "model_version": version, "error": err})
+            yield ({"path": f, "model_version": version, "embedding": [round(float(x), 7) for x in vec]}
+                   if vec is not None else {"path": f, "model_version": version, "error": err})
 
     def export(self, out: Path) -> dict[str, Any]:
         from idsvc.archive import export_home
@@ -146,6 +160,25 @@ class Service:
         items = ((src, partial(pipeline.decode, d, src)) for d, src in images)
         return enroll.enroll(self.home, name, items, aligned=aligned)
 
+    def enroll_each_bytes(self, images: list[tuple[bytes, str]], *, aligned: bool = False) -> dict[str, Any]:
+        """The API's ``enroll --each``: each upload's file name is ``PERSON/PHOTO`` (the last folder names the
+        identity), as a browser sends a folder of people folders. A photo without a valid person folder is rejected
+        in ``unnamed``; the others are enrolled, one identity at a time in order of first mention."""
+        people: dict[str, list[tuple[bytes, str]]] = {}
+        unnamed: list[dict[str, Any]] = []
+        for data, filename in images:
+            parts = filename.replace("\\", "/").split("/")
+            person = parts[-2] if len(parts) >= 2 else ""
+            try:
+                people.setdefault(enroll.check_name(person), []).append((data, filename))
+            except IdsvcError:
+                unnamed.append({"path": filename, "code": "invalid_argument",
+                                "reason": f"{filename}: name the file PERSON/PHOTO (a valid identity name as its "
+                                          "folder)"})
+        results = [self.enroll_bytes(name, imgs, aligned=aligned) for name, imgs in people.items()]
+        counts = {k: sum(len(r[k]) for r in results) for k in ("accepted", "rejected", "skipped")}
+        return {"identities": results, "unnamed": unnamed, **counts, "rejected": counts["rejected"] + len(unnamed)}
+
     def search(self, image: ImageInput, *, top_k: int = 5, threshold: float | None = None,
                all_faces: bool = False, aligned: bool = False) -> dict[str, Any]:
         return search.search(self.home, image, top_k=top_k, threshold=threshold, all_faces=all_faces,
@@ -155,13 +188,21 @@ class Service:
                     all_faces: bool = False, aligned: bool = False) -> tuple[int, Iterator[dict[str, Any]]]:
         """(number of photos, one result per photo as each finishes). Paths are checked before any model loads;
         a photo that fails carries its error and the rest go on."""
-        from idsvc import batch
         from idsvc.imageio import existing_files
 
         files = existing_files(paths)
-        return len(files), batch.each(files, lambda f: search.search(
+        return len(files), self.search_each(files, top_k=top_k, threshold=threshold, all_faces=all_faces,
+                                            aligned=aligned)
+
+    def search_each(self, images: Sequence[ImageInput], *, top_k: int = 5, threshold: float | None = None,
+                    all_faces: bool = False, aligned: bool = False) -> Iterator[dict[str, Any]]:
+        """One search per image (a path or an upload's bytes and name), each result keyed by the image's name."""
+        from idsvc import batch
+        from idsvc.imageio import source_name
+
+        return batch.each(list(images), lambda f: search.search(
             self.home, f, top_k=top_k, threshold=threshold, all_faces=all_faces, aligned=aligned),
-            lambda f: {"path": str(f)})
+            lambda f: {"path": source_name(f)})
 
     def verify_pairs(self, pairs_file: Path, *, threshold: float | None = None,
                      aligned: bool = False) -> tuple[int, Iterator[dict[str, Any]]]:
@@ -303,6 +344,22 @@ class Service:
                       "path": str(home.index.directory())},
             "threshold": thr, "threshold_source": source,
         }
+
+    def readiness(self) -> dict[str, Any]:
+        """Can this process answer searches now? The model is loaded, the database answers, the saved index agrees
+        with the registry. Each check's verdict is "ok" or why not; a probe reports, it never raises."""
+        checks = {"model": "ok" if self.home.model.loaded else "not loaded"}
+        try:
+            self.home.registry.counts()
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure to answer is "not ready", said in one line
+            checks["database"] = exc.message if isinstance(exc, IdsvcError) else exc.__class__.__name__
+        if checks["database"] == "ok":
+            _, problems = self.home.index.check_manifest()
+            checks["index"] = "; ".join(p["problem"] for p in problems) or "ok"
+        else:
+            checks["index"] = "not checked (no database)"
+        return {"ready": all(v == "ok" for v in checks.values()), "checks": checks}
 
     def reindex(self, *, kind: str | None = None, model: Path | None = None,
                 progress: Progress | None = None) -> dict[str, Any]:

@@ -6,7 +6,8 @@ from typing import Any
 
 from idsvc.errors import IdsvcError
 from idsvc.home import Home
-from idsvc.search import ImageInput, load, require_files
+from idsvc.imageio import ImageInput
+from idsvc.search import load, require_files
 from idsvc.thresholds import resolve_threshold
 
 
