@@ -25,16 +25,19 @@ class Mapping(NamedTuple):
 
 #: code -> (exit code, HTTP status, what it means). The only place either number is chosen.
 CODES: dict[str, Mapping] = {
-    # input: the caller gave us something we cannot use
+    # input: the caller gave us something we cannot use. Over HTTP, 400 says the request does not match its documented
+    # schema; 422 says it does, but its content cannot be used (not an image, no face).
     "file_not_found": Mapping(EXIT_INPUT, 400, "a named file or folder does not exist"),
-    "not_an_image": Mapping(EXIT_INPUT, 400, "the bytes are not a decodable image"),
-    "truncated_image": Mapping(EXIT_INPUT, 400, "the image file is cut short"),
-    "image_too_small": Mapping(EXIT_INPUT, 400, "the image is smaller than the minimum side"),
+    "not_an_image": Mapping(EXIT_INPUT, 422, "the bytes are not a decodable image"),
+    "truncated_image": Mapping(EXIT_INPUT, 422, "the image file is cut short"),
+    "image_too_small": Mapping(EXIT_INPUT, 422, "the image is smaller than the minimum side"),
     "too_large": Mapping(EXIT_INPUT, 413, "the image or request body is over its limit"),
     "no_face": Mapping(EXIT_INPUT, 422, "no face was found"),
     "multiple_faces": Mapping(EXIT_INPUT, 422, "enrollment needs one unambiguous face"),
     "low_quality": Mapping(EXIT_INPUT, 422, "the face fails the enrollment quality gate"),
     "invalid_argument": Mapping(EXIT_INPUT, 400, "an option or field is out of range or malformed"),
+    "route_not_found": Mapping(EXIT_INPUT, 404, "no such route (HTTP only)"),
+    "method_not_allowed": Mapping(EXIT_INPUT, 405, "the route does not take that method (HTTP only)"),
     "invalid_pairs_file": Mapping(EXIT_INPUT, 400, "a pairs file cannot be parsed"),
     "not_enough_data": Mapping(EXIT_INPUT, 400, "too few photos, pairs or identities for the job"),
     "model_invalid": Mapping(EXIT_INPUT, 400, "a checkpoint file is not a usable idsvc model"),
@@ -60,6 +63,7 @@ CODES: dict[str, Mapping] = {
     "schema_outdated": Mapping(EXIT_STATE, 503, "the database schema is not at this version's revision"),
     "no_threshold": Mapping(EXIT_STATE, 409, "no match threshold: none calibrated, none in the model card"),
     "index_corrupt": Mapping(EXIT_STATE, 503, "the vector index disagrees with the registry"),
+    "not_ready": Mapping(EXIT_STATE, 503, "the server cannot answer yet: model, database or index not usable"),
     "home_unwritable": Mapping(EXIT_STATE, 503, "the home folder (crops, index) cannot be written"),
     "crop_missing": Mapping(EXIT_STATE, 409, "a template's stored crop and its source photo are both gone"),
     "upgrade_incomplete": Mapping(EXIT_STATE, 409, "a model switch found templates without a new vector"),

@@ -86,7 +86,7 @@ def test_enroll_search_verify_rename_delete(server, photos):
     doc = res.json()
     assert set(doc) == {"identity", "created", "model_version", "accepted", "rejected", "skipped"}
     assert doc["accepted"]
-    found = r.post("/v1/search", files=files(colin[3], field="file"), data={"top_k": "3"}).json()
+    found = r.post("/v1/search", files=files(colin[3], field="file"), params={"top_k": "3"}).json()
     assert found["identity"] == "colin" and found["threshold_source"] == "model_card"
     v = r.post("/v1/verify", files=[("a", ("a.jpg", colin[0].read_bytes())), ("b", ("b.jpg", colin[3].read_bytes()))])
     assert v.json()["same"] is True
@@ -103,8 +103,8 @@ def test_enroll_search_verify_rename_delete(server, photos):
 
 
 @pytest.mark.parametrize("name, make, status, code", [
-    ("truncated", lambda: (SAMPLES / "multiface.jpg").read_bytes()[:4000], 400, "truncated_image"),
-    ("text", lambda: b"just some text", 400, "not_an_image"),
+    ("truncated", lambda: (SAMPLES / "multiface.jpg").read_bytes()[:4000], 422, "truncated_image"),
+    ("text", lambda: b"just some text", 422, "not_an_image"),
     ("huge", lambda: b"\xff\xd8" + os.urandom(3_200_000), 413, "too_large"),
     ("no_face", None, 422, "no_face"),
 ])
@@ -139,10 +139,14 @@ def test_validation_errors_are_problem_json_and_never_echo_the_upload(server, ph
     res = r.post("/v1/search", files=[("wrong_field", ("a.jpg", jpeg, "image/jpeg"))])
     assert is_problem(res, 400, "invalid_argument") and "file" in res.json()["detail"]
     assert len(res.content) < 2000  # the 9 KB upload is not echoed back
-    res = r.post("/v1/search", files=[("file", ("a.jpg", jpeg, "image/jpeg"))], data={"top_k": "many"})
+    res = r.post("/v1/search", files=[("file", ("a.jpg", jpeg, "image/jpeg"))], params={"top_k": "many"})
     assert is_problem(res, 400, "invalid_argument") and "top_k" in res.json()["detail"]
-    assert is_problem(r.get("/v1/nowhere"), 404, "invalid_argument")
-    assert is_problem(r.put("/v1/search"), 405, "invalid_argument")
+    res = r.post("/v1/search", files=[("file", ("a.jpg", jpeg, "image/jpeg"))], params={"aligned": "1"})
+    assert is_problem(res, 400, "invalid_argument") and "aligned" in res.json()["detail"]  # true or false only
+    assert is_problem(r.get("/v1/nowhere"), 404, "route_not_found")
+    res = r.put("/v1/identities/someone")
+    assert is_problem(res, 405, "method_not_allowed") and res.headers["allow"] == "DELETE, GET, PATCH"
+    assert res.json()["request_id"] == res.headers["x-request-id"]
 
 
 def test_reindex_needs_admin_and_rebuilds(server, photos):
@@ -241,10 +245,13 @@ def test_rate_limit_per_key(tmp_path):
     from idsvc.api import RateLimiter
     from idsvc.errors import IdsvcError
 
-    lim = RateLimiter(per_minute=3)
-    for _ in range(3):
+    lim = RateLimiter(tmp_path / "rate.sqlite3", per_minute=3)
+    for _ in range(2):
         lim.check("k")
-    with pytest.raises(IdsvcError) as err:
-        lim.check("k")
-    assert err.value.code == "rate_limited"
+    other_worker = RateLimiter(tmp_path / "rate.sqlite3", per_minute=3)  # another process's limiter, same file
+    other_worker.check("k")
+    for limiter in (lim, other_worker):
+        with pytest.raises(IdsvcError) as err:
+            limiter.check("k")
+        assert err.value.code == "rate_limited"
     lim.check("other")  # buckets are per key

@@ -1,26 +1,57 @@
-"""Health, status and reindex."""
+"""Health, readiness, status, reindex and the Prometheus scrape."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request, Response
 
-from idsvc.api.deps import call, scope
+from idsvc.api import metrics
+from idsvc.api.deps import call, state
+from idsvc.api.params import Admin, Reader
+from idsvc.api.problems import AUTHED, COMMON, responses
+from idsvc.api.schemas import Health, Ready, Reindexed, Status
+from idsvc.errors import IdsvcError
 
 router = APIRouter(prefix="/v1", tags=["admin"])
+scrape = APIRouter(tags=["admin"])
 
 
-@router.get("/health")
+@router.get("/health", response_model=Health, responses=responses(*COMMON))
 async def health() -> dict[str, Any]:
+    """Liveness: the process answers. Needs no key."""
     return {"status": "ok"}
 
 
-@router.get("/status")
-async def status(request: Request, _: dict = Depends(scope("read"))) -> dict[str, Any]:
+@router.get("/ready", response_model=Ready, responses=responses(*COMMON, 503))
+async def ready(request: Request) -> dict[str, Any]:
+    """Readiness: the model is loaded, the database answers and the index agrees with the registry; else 503
+    ``not_ready`` with each check's verdict in ``details.checks``. Needs no key; takes no model lock, so a long
+    enroll does not make the server look dead."""
+    result = await asyncio.to_thread(state(request).service.readiness)
+    if not result["ready"]:
+        failing = "; ".join(f"{k}: {v}" for k, v in result["checks"].items() if v != "ok")
+        raise IdsvcError("not_ready", f"not ready ({failing})", checks=result["checks"])
+    return result
+
+
+@router.get("/status", response_model=Status, responses=responses(*COMMON, *AUTHED))
+async def status(request: Request, _: Reader) -> dict[str, Any]:
+    """Counts, the active model, the threshold and whether the index agrees with the registry."""
     return await call(request, lambda s: s.status())
 
 
-@router.post("/reindex")
-async def reindex(request: Request, _: dict = Depends(scope("admin"))) -> dict[str, Any]:
+@router.post("/reindex", response_model=Reindexed, responses=responses(*COMMON, *AUTHED))
+async def reindex(request: Request, _: Admin) -> dict[str, Any]:
+    """Rebuild the index from the registry (``busy`` while another writer runs). Needs an admin key."""
     return await call(request, lambda s: s.reindex())
+
+
+@scrape.get("/metrics", response_class=Response, responses={
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"},
+    **responses(*COMMON)})
+async def prometheus(request: Request) -> Response:
+    """Prometheus metrics (text format). Needs no key: expose it only where your scraper can reach it."""
+    body, content_type = await asyncio.to_thread(metrics.exposition, state(request).service)
+    return Response(body, media_type=content_type)

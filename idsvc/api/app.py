@@ -1,23 +1,31 @@
-"""The application factory and ``serve``. Image bytes are never logged."""
+"""The application factory and ``serve``. Image bytes are never logged.
+
+Requests pass, outermost first: request ids, metrics, the body-size limit, then FastAPI (problem handlers, routers).
+``/docs`` and ``/redoc`` load Swagger UI and ReDoc from files installed with fastapi-offline, never from a CDN."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp
 
-from idsvc.api import admin, faces, identities, problems
+from idsvc import __version__
+from idsvc.api import admin, batch, contract, faces, identities, problems
 from idsvc.api.deps import ApiState
 from idsvc.api.limits import BodyLimit, RateLimiter
+from idsvc.api.metrics import RequestMetrics
+from idsvc.api.request_ids import RequestIds
 from idsvc.service import Service
 from idsvc.settings import Settings, load_settings
 
 
 def create_app(settings: Settings | None = None, service: Service | None = None) -> ASGIApp:
-    """The ASGI app: FastAPI with the three routers and the problem handlers, behind the body-size limit."""
+    """The ASGI app: FastAPI with the routers and the problem handlers, behind request ids, metrics and the
+    body-size limit."""
     settings = settings or load_settings()
     svc = service or Service(settings)
 
@@ -26,13 +34,24 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         await asyncio.to_thread(svc.warm_up)  # load models before the first request, not during it
         yield
 
-    app = FastAPI(title="idsvc", version="1", description="Face identity service: enroll, search, verify.",
-                  lifespan=lifespan)
-    app.state.idsvc = ApiState(settings, svc, RateLimiter(settings.api_rate_per_minute))
+    app = FastAPIOffline(title="idsvc", version=__version__, lifespan=lifespan, redirect_slashes=False,
+                         generate_unique_id_function=lambda route: route.name,  # operationId = the function
+                         description=DESCRIPTION, swagger_ui_parameters={"persistAuthorization": True})
+    app.state.idsvc = ApiState(settings, svc, RateLimiter(settings.home / "api-rate.sqlite3",
+                                                          settings.api_rate_per_minute))
     problems.install(app)
-    for router in (faces.router, identities.router, admin.router):
+    for router in (faces.router, identities.router, batch.router, admin.router, admin.scrape):
         app.include_router(router)
-    return BodyLimit(app, settings.api_max_body_bytes)
+    app.openapi = lambda: contract.openapi(app)  # type: ignore[method-assign]
+    return RequestIds(RequestMetrics(BodyLimit(app, settings.api_max_body_bytes)))
+
+
+DESCRIPTION = """Face identity service: enroll identities from photos, then search (1:N) and verify (1:1).
+
+Send an API key (`idsvc keys create NAME --scope read|write|admin`) as `Authorization: Bearer KEY`; in this page,
+use **Authorize**. Every error is `application/problem+json` with a stable `code` and the `request_id` that is also
+in the `X-Request-ID` header: 400 the request does not match this schema, 422 it does but its content cannot be used
+(not an image, no face)."""
 
 
 def app_factory() -> ASGIApp:
@@ -53,5 +72,25 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
     if settings.db:
         os.environ["IDSVC_DB"] = settings.db
     os.environ["IDSVC_DEVICE"] = settings.device
-    uvicorn.run("idsvc.api:app_factory", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=True)
+    with metrics_dir(workers):
+        uvicorn.run("idsvc.api:app_factory", factory=True, host=host, port=port, workers=workers,
+                    log_level="info", access_log=True)
+
+
+@contextmanager
+def metrics_dir(workers: int) -> Iterator[None]:
+    """With several workers, prometheus-client's multiprocess mode: each worker writes its counters under a fresh
+    folder that every scrape sums (the variable is read when a worker imports prometheus-client)."""
+    import os
+    import shutil
+    import tempfile
+
+    if workers <= 1:
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="idsvc-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -4,49 +4,70 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Request
 
-from idsvc.api.deps import call, image, scope
-from idsvc.errors import IdsvcError
+from idsvc.api import metrics
+from idsvc.api.deps import call, image
+from idsvc.api.params import Aligned, IdentityName, Photos, Reader, TemplateId, Writer
+from idsvc.api.problems import AUTHED, COMMON, responses
+from idsvc.api.schemas import (
+    DeletedIdentity,
+    DeletedTemplate,
+    EnrollResult,
+    Identity,
+    IdentityDetail,
+    IdentityList,
+    RenameRequest,
+    TemplateList,
+)
 
 router = APIRouter(prefix="/v1", tags=["identities"])
 
 
-@router.post("/identities/{name}/enroll")
-async def enroll(request: Request, name: str, files: list[UploadFile] = File(...), aligned: bool = Form(False),
-                 _: dict = Depends(scope("write"))) -> dict[str, Any]:
+@router.post("/identities/{name}/enroll", response_model=EnrollResult, responses=responses(*COMMON, *AUTHED, 413))
+async def enroll(request: Request, name: IdentityName, files: Photos, _: Writer,
+                 aligned: Aligned = False) -> dict[str, Any]:
+    """Enroll photos into ``name`` (created if new). Each photo is accepted, rejected with its code (no face, two
+    faces, low quality, not an image, enrolled elsewhere) or skipped (already enrolled here)."""
     imgs = [await image(f) for f in files]
-    return await call(request, lambda s: s.enroll_bytes(name, imgs, aligned=aligned))
+    result = await call(request, lambda s: s.enroll_bytes(name, imgs, aligned=aligned))
+    metrics.enrolled(result)
+    return result
 
 
-@router.get("/identities")
-async def identities(request: Request, _: dict = Depends(scope("read"))) -> dict[str, Any]:
+@router.get("/identities", response_model=IdentityList, responses=responses(*COMMON, *AUTHED))
+async def identities(request: Request, _: Reader) -> dict[str, Any]:
+    """Every identity with its template count."""
     return {"identities": await call(request, lambda s: s.list_identities())}
 
 
-@router.get("/identities/{name}")
-async def identity(request: Request, name: str, _: dict = Depends(scope("read"))) -> dict[str, Any]:
+@router.get("/identities/{name}", response_model=IdentityDetail, responses=responses(*COMMON, *AUTHED, 404))
+async def identity(request: Request, name: IdentityName, _: Reader) -> dict[str, Any]:
+    """One identity and its templates."""
     return await call(request, lambda s: s.show_identity(name))
 
 
-@router.patch("/identities/{name}")
-async def rename(request: Request, name: str, body: dict[str, str],
-                 _: dict = Depends(scope("write"))) -> dict[str, Any]:
-    if "name" not in body:
-        raise IdsvcError("invalid_argument", "body must be {\"name\": NEW_NAME}")
-    return await call(request, lambda s: s.rename_identity(name, body["name"]))
+@router.patch("/identities/{name}", response_model=Identity,
+              responses=responses(*COMMON, *AUTHED, 404, 409))
+async def rename(request: Request, name: IdentityName, body: RenameRequest, _: Writer) -> dict[str, Any]:
+    """Rename an identity (its templates and vectors stay)."""
+    return await call(request, lambda s: s.rename_identity(name, body.name))
 
 
-@router.delete("/identities/{name}")
-async def delete(request: Request, name: str, _: dict = Depends(scope("write"))) -> dict[str, Any]:
+@router.delete("/identities/{name}", response_model=DeletedIdentity, responses=responses(*COMMON, *AUTHED, 404))
+async def delete(request: Request, name: IdentityName, _: Writer) -> dict[str, Any]:
+    """Delete an identity, its templates, crops and vectors."""
     return await call(request, lambda s: s.delete_identity(name))
 
 
-@router.get("/identities/{name}/templates")
-async def templates(request: Request, name: str, _: dict = Depends(scope("read"))) -> dict[str, Any]:
+@router.get("/identities/{name}/templates", response_model=TemplateList, responses=responses(*COMMON, *AUTHED, 404))
+async def templates(request: Request, name: IdentityName, _: Reader) -> dict[str, Any]:
+    """An identity's templates."""
     return {"templates": (await call(request, lambda s: s.show_identity(name)))["template_list"]}
 
 
-@router.delete("/templates/{template_id}")
-async def delete_template(request: Request, template_id: int, _: dict = Depends(scope("write"))) -> dict[str, Any]:
+@router.delete("/templates/{template_id}", response_model=DeletedTemplate,
+               responses=responses(*COMMON, *AUTHED, 404))
+async def delete_template(request: Request, template_id: TemplateId, _: Writer) -> dict[str, Any]:
+    """Delete one template, its crop and its vector."""
     return await call(request, lambda s: s.delete_template(template_id))

@@ -1,11 +1,14 @@
 """Cheap refusals: a request body over its byte limit (by Content-Length, and by counting when it is absent), and a
-token bucket per API key."""
+token bucket per API key that every worker on the host shares."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import MutableMapping
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -25,7 +28,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and int(declared) > self.limit:
-            return await problem(IdsvcError("too_large", f"request body is over {self.limit} bytes"))(
+            return await problem(IdsvcError("too_large", f"request body is over {self.limit} bytes"), scope)(
                 scope, receive, send)
         seen = 0
 
@@ -41,20 +44,41 @@ class BodyLimit:
 
 
 class RateLimiter:
-    """A token bucket per key: ``per_minute`` requests, refilled continuously."""
+    """A token bucket per key: ``per_minute`` requests, refilled continuously, shared by every worker process of one
+    host through a small SQLite file (one short write transaction per request). The clock is the system-wide
+    monotonic one, so workers agree on it and a wall-clock jump changes nothing; a bucket from before a reboot
+    (its time in the future) starts full."""
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(self, path: Path, per_minute: int) -> None:
+        self.path = path
         self.rate = per_minute / 60.0
         self.capacity = float(per_minute)
-        self.buckets: dict[str, tuple[float, float]] = {}
-        self.lock = threading.Lock()
+        self.local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as con:
+            con.execute("CREATE TABLE IF NOT EXISTS buckets (key TEXT PRIMARY KEY, tokens REAL, at REAL)")
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=OFF")  # losing the last moment's counts in a crash is harmless
+        return con
 
     def check(self, key: str) -> None:
+        """Take one token from ``key``'s bucket. Raises ``rate_limited`` when it is empty."""
+        con = getattr(self.local, "con", None)
+        if con is None:
+            con = self.local.con = self._connect()
         now = time.monotonic()
-        with self.lock:
-            tokens, last = self.buckets.get(key, (self.capacity, now))
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            row = con.execute("SELECT tokens, at FROM buckets WHERE key = ?", (key,)).fetchone()
+            tokens, last = row if row and row[1] <= now else (self.capacity, now)
             tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            if tokens < 1:
-                self.buckets[key] = (tokens, now)
-                raise IdsvcError("rate_limited", "too many requests for this API key; slow down")
-            self.buckets[key] = (tokens - 1, now)
+            allowed = tokens >= 1
+            con.execute("INSERT OR REPLACE INTO buckets VALUES (?, ?, ?)", (key, tokens - 1 if allowed else tokens,
+                                                                            now))
+        finally:
+            con.execute("COMMIT")
+        if not allowed:
+            raise IdsvcError("rate_limited", "too many requests for this API key; slow down")
