@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -255,3 +256,38 @@ def test_rate_limit_per_key(tmp_path):
             limiter.check("k")
         assert err.value.code == "rate_limited"
     lim.check("other")  # buckets are per key
+
+
+def test_batch_routes_match_the_cli(server, photos, tmp_path):
+    """detect, embed, bulk enroll (PERSON/PHOTO file names) and batch search over HTTP, with a bad photo reported
+    in its item while the others go on, and the same fields as the CLI's --json."""
+    w, r = client(server, "write"), client(server, "read")
+    laura = photos("lfw", "Laura_Bush", 1, 3, 4)
+    serena = photos("lfw", "Serena_Williams", 1, 2)
+    multi = SAMPLES / "multiface.jpg"
+    junk = ("files", ("junk.jpg", b"not a photo", "image/jpeg"))
+    det = r.post("/v1/detect", files=[*files(multi, laura[0]), junk])
+    assert det.status_code == 200, det.text
+    doc = det.json()
+    assert [len(p.get("faces") or []) for p in doc["photos"]] == [6, 1, 0] and doc["faces"] == 7
+    assert doc["photos"][2]["error"]["code"] == "not_an_image" and doc["errors"] == 1
+    assert len(doc["photos"][1]["faces"][0]["landmarks"]) == 5
+
+    emb = r.post("/v1/embed", files=files(laura[0], laura[1])).json()["embeddings"]
+    a, b = (np.array(e["embedding"]) for e in emb)
+    assert abs(np.linalg.norm(a) - 1) < 1e-4 and a @ b > 0.5 and emb[0]["model_version"]
+
+    bulk = w.post("/v1/enroll", files=[("files", (f"known/bulk_laura/{p.name}", p.read_bytes(), "image/jpeg"))
+                                       for p in laura[:2]]
+                  + [("files", (f"known/bulk_serena/{serena[0].name}", serena[0].read_bytes(), "image/jpeg")),
+                     ("files", ("loose.jpg", serena[1].read_bytes(), "image/jpeg"))])
+    assert bulk.status_code == 200, bulk.text
+    got = bulk.json()
+    assert [i["identity"] for i in got["identities"]] == ["bulk_laura", "bulk_serena"]
+    assert got["accepted"] == 3, [i["rejected"] for i in got["identities"]]  # one face each
+    assert got["rejected"] == 1 and got["unnamed"][0]["path"] == "loose.jpg"
+
+    many = r.post("/v1/search/batch", files=[*files(laura[2], serena[1], multi), junk]).json()
+    assert [x.get("identity") for x in many["results"]][:2] == ["bulk_laura", "bulk_serena"]
+    assert many["results"][3]["error"]["code"] == "not_an_image"
+    assert many["summary"] == {"items": 4, "positive": 2, "negative": 1, "errors": 1, "exit_code": 2}
