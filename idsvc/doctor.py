@@ -10,8 +10,8 @@ from typing import Any
 from idsvc.crops import stored_landmarks
 from idsvc.errors import IdsvcError
 from idsvc.home import Home
-from idsvc.index_store import Problem
 from idsvc.upgrade import TEMPLATE_COLUMNS
+from idsvc.vector_store import Problem
 
 log = logging.getLogger(__name__)
 UNFIXABLE_HERE = ("crops", "model_versions")  # checks that an index rebuild does not repair

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from idsvc.active_model import ActiveModel
 from idsvc.crops import CropStore
-from idsvc.index_store import IndexStore
 from idsvc.settings import Settings
+from idsvc.vector_store import VectorStore, make_store
 from idsvc.write_lock import WriteLock, ensure_home
 
 if TYPE_CHECKING:
@@ -26,10 +26,10 @@ class Home:
                  pipeline: Pipeline | None = None) -> None:
         self.settings = settings
         self._registry: Registry | None = None
-        self.lock = WriteLock(settings)
+        self.lock = WriteLock(settings, lambda: self.registry.engine)
         self.model = ActiveModel(settings, lambda: self.registry, encoder=encoder, pipeline=pipeline)
         self.crops = CropStore(settings.crops_dir)
-        self.index = IndexStore(self)
+        self.index: VectorStore = make_store(self)
 
     @property
     def registry(self) -> Registry:
@@ -42,6 +42,7 @@ class Home:
         return self._registry
 
     def close(self) -> None:
+        self.index.close()
         if self._registry is not None:
             self._registry.close()
             self._registry = None

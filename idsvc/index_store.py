@@ -1,8 +1,9 @@
 """The index store: the active model's vector index on disk, checked against the registry, rebuilt from it.
 
 The registry is the truth and the index is disposable. ``check`` is the one comparison of the two (status, doctor,
-open and save all use it); ``open`` reloads an index another process saved and rebuilds one that is missing, corrupt
-or stale; ``save`` writes atomically and verifies.
+open and save all use it); ``open`` reloads an index another process saved, catches up with writes made through
+another home on the same registry (PostgreSQL replicas: the registry's generation token says when), and rebuilds an
+index that is missing or corrupt; ``save`` writes atomically and verifies.
 """
 
 from __future__ import annotations
@@ -10,30 +11,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from idsvc.errors import IdsvcError
+from idsvc.vector_store import OpenIndex, Problem, catch_up
 
 if TYPE_CHECKING:
     from idsvc.home import Home
     from idsvc.index import FaissIndex, IndexParams
 
 log = logging.getLogger(__name__)
-
-#: A problem found by ``check``: {"check": name, "problem": one line, "ids": up to 20 template ids (optional)}.
-Problem = dict[str, Any]
-
-
-@dataclass
-class OpenIndex:
-    index: FaissIndex
-    manifest: dict[str, Any]
-    mtime: float
-    repaired: bool
 
 
 class IndexStore:
@@ -43,6 +33,13 @@ class IndexStore:
 
     def directory(self, version: str | None = None) -> Path:
         return self.home.settings.index_dir / (version or self.home.model.version)
+
+    def location(self) -> str:
+        """Where the vectors live (status and doctor say it)."""
+        return str(self.directory())
+
+    def close(self) -> None:
+        self._open = None
 
     def params(self) -> IndexParams:
         from idsvc.index import IndexParams
@@ -56,7 +53,7 @@ class IndexStore:
         from idsvc.index import FaissIndex
 
         t0 = time.perf_counter()
-        version, dim = self.home.model.version, self.home.model.encoder.dim
+        version, dim = self.home.model.version, self.home.model.dim
         kind = kind or self.home.settings.index_kind
         parts = list(self.home.registry.iter_embeddings(version))
         ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
@@ -86,9 +83,9 @@ class IndexStore:
         if manifest.get("model_version") != model.version:
             problems.append({"check": "model_version",
                              "problem": f"index is for model {manifest.get('model_version')}, not {model.version}"})
-        if index.dim != model.encoder.dim:
+        if index.dim != model.dim:
             problems.append({"check": "dimension",
-                             "problem": f"index dimension {index.dim} != model dimension {model.encoder.dim}"})
+                             "problem": f"index dimension {index.dim} != model dimension {model.dim}"})
         reg_ids = self.home.registry.template_ids(model.version)
         idx_ids = index.ids()
         missing = np.setdiff1d(reg_ids, idx_ids)
@@ -165,12 +162,15 @@ class IndexStore:
         os.replace(tmp, path)
 
     def open(self, *, repair: bool = True) -> OpenIndex:
-        """The index for the active model, reloaded if another process saved a newer one, rebuilt from the registry
-        (and saved, if no other writer holds the lock) when it is missing, corrupt or disagrees.
-        Raises ``index_corrupt`` instead of repairing when ``repair`` is false."""
+        """The index for the active model: the one in memory while neither the saved manifest nor the registry's
+        generation token changed; else the saved one, caught up with the registry when only vectors differ
+        (another replica wrote), rebuilt from the registry when it is missing, corrupt or of another model (and
+        saved, if no other writer holds the lock). Raises ``index_corrupt`` instead of repairing when ``repair``
+        is false."""
         manifest_path = self.directory() / "manifest.json"
         mtime = manifest_path.stat().st_mtime if manifest_path.exists() else -1.0
-        if self._open is not None and self._open.mtime == mtime:
+        generation = self.home.registry.generation()
+        if self._open is not None and self._open.mtime == mtime and self._open.generation == generation:
             return self._open
         index: FaissIndex | None = None
         manifest: dict[str, Any] | None = None
@@ -178,25 +178,31 @@ class IndexStore:
             index, manifest = self.load()
         problems = self.check(index, manifest)
         if not problems and index is not None and manifest is not None:
-            self._open = OpenIndex(index, manifest, mtime, False)
+            self._open = OpenIndex(index, manifest, mtime, False, generation)
             return self._open
         if not repair:
             raise IdsvcError("index_corrupt", "index disagrees with the registry: "
                              + "; ".join(p["problem"] for p in problems))
         reasons = "; ".join(p["problem"] for p in problems)
-        if index is None:  # a new home, or a deleted file: expected, not alarming
-            log.info("no usable index (%s): building it from the registry", reasons)
+        if index is not None and {p["check"] for p in problems} <= {"missing_vectors", "extra_vectors"}:
+            added, removed = catch_up(index, self.home.registry, self.home.model.version)
+            log.info("index caught up with the registry: %d vectors added, %d removed", added, removed)
+            fresh = index
         else:
-            log.warning("index disagrees with the registry (%s): rebuilding", reasons)
-        fresh = self.build()
+            if index is None:  # a new home, or a deleted file: expected, not alarming
+                log.info("no usable index (%s): building it from the registry", reasons)
+            else:
+                log.warning("index disagrees with the registry (%s): rebuilding", reasons)
+            fresh = self.build()
         try:
             with self.home.lock.hold(timeout=0):
                 self.save(fresh, verify=False)
-        except IdsvcError:  # another writer is busy; serve the in-memory rebuild, it will save its own
+        except IdsvcError:  # another writer is busy; serve the in-memory index, it will save its own
             self._open = OpenIndex(fresh, {"model_version": self.home.model.version, "kind": fresh.kind,
                                            "count": fresh.ntotal}, mtime, True)
         if self._open is not None:
             self._open.repaired = True
+            self._open.generation = generation
         return self._open  # type: ignore[return-value]
 
     def save(self, index: FaissIndex, *, verify: bool = True) -> None:
@@ -207,7 +213,9 @@ class IndexStore:
             manifest = index.save(d, self.home.model.version)
         except OSError as exc:
             raise IdsvcError("home_unwritable", f"cannot write the index in {d}: {exc.strerror}") from None
-        self._open = OpenIndex(index, manifest, (d / "manifest.json").stat().st_mtime, False)
+        # Saved under the write lock right after the registry's write: the index reflects its current generation.
+        self._open = OpenIndex(index, manifest, (d / "manifest.json").stat().st_mtime, False,
+                               self.home.registry.generation())
         if verify and self.check(index, manifest):
             self.save(self.build(), verify=False)
             self._open.repaired = True

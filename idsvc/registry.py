@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from idsvc.errors import IdsvcError
 from idsvc.settings import packaged
 
 MIGRATIONS = packaged("idsvc.migrations", "migrations")
+GENERATION = "vectors_generation"
 log = logging.getLogger(__name__)
 
 
@@ -189,6 +191,7 @@ class Registry:
                 t.pending_embeddings.c.template_id.in_([r.id for r in rows])))
             conn.execute(delete(t.templates).where(t.templates.c.identity_id == ident))
             conn.execute(delete(t.identities).where(t.identities.c.id == ident))
+            self._changed(conn)
         return [r.id for r in rows], [r.crop_path for r in rows if r.crop_path]
 
     def _identity_id(self, conn: Any, name: str) -> int:
@@ -231,6 +234,7 @@ class Registry:
                     raise IdsvcError("already_enrolled", f"{it.source_path}: image already enrolled",
                                      path=it.source_path) from None
                 ids.append(_new_id(res))
+            self._changed(conn)
         return ids
 
     def delete_template(self, template_id: int) -> str | None:
@@ -240,6 +244,7 @@ class Registry:
             if row is None:
                 raise IdsvcError("template_not_found", f"no template {template_id}", template_id=template_id)
             conn.execute(delete(t.templates).where(t.templates.c.id == template_id))
+            self._changed(conn)
         return row.crop_path
 
     def set_crop_paths(self, paths: dict[int, str], landmarks: dict[int, list[list[float]]] | None = None) -> None:
@@ -350,6 +355,7 @@ class Registry:
                     embedding=r.embedding, dim=r.dim, model_version=model_version))
             conn.execute(delete(t.pending_embeddings))
             self._set_meta(conn, "active_model_version", model_version)
+            self._changed(conn)
         return len(pend)
 
     # -- thresholds ---------------------------------------------------------------------------------------------
@@ -418,6 +424,7 @@ class Registry:
                                                          created_at=_parse_time(thr["created_at"])))
             for tid, path in store_crops(new_ids).items():
                 conn.execute(update(t.templates).where(t.templates.c.id == tid).values(crop_path=path))
+            self._changed(conn)
         return new_ids
 
     # -- API keys -----------------------------------------------------------------------------------------------
@@ -464,6 +471,16 @@ class Registry:
             conn.execute(update(t.meta).where(t.meta.c.key == key).values(value=value))
         else:
             conn.execute(insert(t.meta).values(key=key, value=value))
+
+    def generation(self) -> str:
+        """A token that changes, in the same transaction, with every write that adds, removes or replaces vectors:
+        an index that recorded the token it was made from is current while the token is unchanged — one indexed
+        read per search, however many processes or hosts share the registry."""
+        return self.get_meta(GENERATION) or "0"
+
+    @classmethod
+    def _changed(cls, conn: Any) -> None:
+        cls._set_meta(conn, GENERATION, uuid.uuid4().hex)
 
     def schema_revision(self) -> str:
         with self.engine.connect() as conn:

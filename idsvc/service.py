@@ -341,7 +341,7 @@ class Service:
             "templates_other_models": {v: n for v, n in counts["templates_by_model"].items() if v != model.version},
             "index": {"kind": (manifest or {}).get("kind"), "vectors": (manifest or {}).get("count", 0),
                       "in_agreement": not problems, "problems": [p["problem"] for p in problems],
-                      "path": str(home.index.directory())},
+                      "path": home.index.location()},
             "threshold": thr, "threshold_source": source,
         }
 

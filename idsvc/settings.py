@@ -70,7 +70,11 @@ class Settings(BaseSettings):
     quality_min_sharpness: float = Field(10.0, ge=0.0)  # variance of the Laplacian of the aligned grey crop
     quality_max_yaw: float = Field(0.75, ge=0.0)  # |nose offset from the eye midline| / eye distance
 
-    # Vector index.
+    # Vector store: "faiss" (embedded, files in the home), "milvus:///path/file.db" (Milvus Lite, embedded) or
+    # "http://host:19530" (a Milvus server or cluster).
+    vectors: str = Field("faiss", pattern=r"^(faiss|milvus://.+|https?://.+)$")
+
+    # Vector index (FAISS).
     index_kind: IndexKind = "flat"
     index_nlist: int = Field(0, ge=0)  # 0 = about 4*sqrt(N)
     index_nprobe: int = Field(0, ge=0)  # 0 = nlist/16, at least 16

@@ -1,8 +1,14 @@
 """Shared fixtures. Models load once per session; every test gets its own home (SQLite file, FAISS index) on
-tmp_path, and real photos from ../shared/data copied into a temp dir (never written in place)."""
+tmp_path, and real photos from ../shared/data copied into a temp dir (never written in place).
+
+``IDSVC_TEST_BACKEND=postgres-milvus`` runs the same tests on the distributed backends: every test gets a fresh
+database on a throwaway PostgreSQL cluster and its own Milvus Lite file, through ``IDSVC_DB`` and ``IDSVC_VECTORS``
+(which the CLI, the server and subprocesses all read). Tests that poke at SQLite or FAISS files are marked
+``embedded_only`` and skipped there."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -13,15 +19,51 @@ from pathlib import Path
 import pytest
 
 from idsvc.settings import DEFAULT_MODEL, SHARED_DATA, Settings, load_settings
+from tests.postgres import Cluster
 
 LFW = SHARED_DATA / "lfw" / "images"
 CELEBA = SHARED_DATA / "celeba"
 SAMPLES = SHARED_DATA / "samples"
 
 
+BACKEND = os.environ.get("IDSVC_TEST_BACKEND", "sqlite-faiss")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if not SHARED_DATA.is_dir():
         raise pytest.UsageError(f"the shared photo data is missing: {SHARED_DATA}")
+    if BACKEND not in ("sqlite-faiss", "postgres-milvus"):
+        raise pytest.UsageError(f"IDSVC_TEST_BACKEND={BACKEND}: use sqlite-faiss or postgres-milvus")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if BACKEND != "sqlite-faiss":
+        skip = pytest.mark.skip(reason=f"reads SQLite or FAISS files; not run on {BACKEND}")
+        for item in items:
+            if "embedded_only" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """One throwaway PostgreSQL cluster for the session (databases are made per test)."""
+    cluster = Cluster(free_port()).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> str:
+    """A fresh, empty PostgreSQL database."""
+    return pg_cluster.new_database()
+
+
+@pytest.fixture(autouse=True)
+def _backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if BACKEND == "postgres-milvus":
+        cluster = request.getfixturevalue("pg_cluster")
+        monkeypatch.setenv("IDSVC_DB", cluster.new_database())
+        monkeypatch.setenv("IDSVC_VECTORS", f"milvus://{tmp_path / 'milvus.db'}")
 
 
 #: The single FaceNet model, shipped beside the default (a fusion of it and SFace) and selectable with --model.

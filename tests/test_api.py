@@ -169,6 +169,7 @@ def test_a_request_past_its_time_limit_is_504(tmp_path, live_server, photos):
     assert is_problem(res, 504, "timeout")
 
 
+@pytest.mark.embedded_only
 def test_an_unexpected_failure_is_a_500_problem_without_internals(tmp_path, live_server):
     home = tmp_path / "home"
     keys = make_keys(home)

@@ -111,6 +111,7 @@ def test_settings_errors_name_the_variable_or_the_flag(tmp_path, monkeypatch):
     assert json.loads(r.stdout)["error"]["code"] == "invalid_config"
 
 
+@pytest.mark.embedded_only
 @pytest.mark.slow
 def test_sigkill_during_enroll_leaves_a_consistent_store(tmp_path):
     """Kill -9 half-way through a 50-image enroll: status reports agreement, and a re-run completes the job."""

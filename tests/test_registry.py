@@ -1,8 +1,7 @@
-"""The registry on a real SQLite file: Alembic up and down, WAL, foreign keys, the schema matching the tables."""
+"""The registry on a real SQLite file and on a real PostgreSQL server (a throwaway cluster the tests start): Alembic
+up and down, WAL, foreign keys, the schema matching the tables, ids never reused, one transaction per write."""
 
 from __future__ import annotations
-
-import sqlite3
 
 import numpy as np
 import pytest
@@ -19,9 +18,15 @@ def _tpl(sha: str, v: str = "m1") -> NewTemplate:
                        box=[0, 0, 10, 10], landmarks=[[1, 2]] * 5, det_prob=0.99, quality=0.8)
 
 
-def test_alembic_upgrades_empty_db_to_head_and_back(tmp_path):
-    url = f"sqlite:///{tmp_path / 'r.db'}"
-    engine = make_engine(url)
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'r.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+def test_alembic_upgrades_empty_db_to_head_and_back(db_url):
+    engine = make_engine(db_url)
     assert migrate(engine, "head") == head_revision()
     insp = inspect(engine)
     assert set(insp.get_table_names()) == set(metadata.tables) | {"alembic_version"}
@@ -31,6 +36,7 @@ def test_alembic_upgrades_empty_db_to_head_and_back(tmp_path):
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
 
 
+@pytest.mark.embedded_only
 def test_new_database_is_migrated_on_first_use_with_wal_and_foreign_keys(tmp_path):
     r = Registry(f"sqlite:///{tmp_path / 'r.db'}")
     assert r.schema_revision() == head_revision()
@@ -39,8 +45,8 @@ def test_new_database_is_migrated_on_first_use_with_wal_and_foreign_keys(tmp_pat
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
-def test_templates_identities_and_delete(tmp_path):
-    r = Registry(f"sqlite:///{tmp_path / 'r.db'}")
+def test_templates_identities_and_delete(db_url):
+    r = Registry(db_url)
     ids = r.add_templates("alice", [_tpl("a1"), _tpl("a2")])
     r.add_templates("bob", [_tpl("b1")])
     assert r.counts()["templates"] == 3
@@ -52,16 +58,16 @@ def test_templates_identities_and_delete(tmp_path):
     with pytest.raises(IdsvcError) as err:
         r.identity("alice")
     assert err.value.code == "identity_not_found"
-    con = sqlite3.connect(tmp_path / "r.db")
-    assert con.execute("select count(*) from templates where identity_id not in (select id from identities)"
-                       ).fetchone()[0] == 0
+    with r.engine.connect() as conn:
+        assert conn.exec_driver_sql("select count(*) from templates where identity_id not in "
+                                    "(select id from identities)").scalar() == 0
     # Ids are never reused, so a stale index can never point a new template at an old vector.
     new = r.add_templates("carol", [_tpl("c1")])
     assert new[0] > max(ids)
 
 
-def test_same_image_twice_is_refused_and_nothing_half_written(tmp_path):
-    r = Registry(f"sqlite:///{tmp_path / 'r.db'}")
+def test_same_image_twice_is_refused_and_nothing_half_written(db_url):
+    r = Registry(db_url)
     r.add_templates("alice", [_tpl("a1")])
     with pytest.raises(IdsvcError):
         r.add_templates("bob", [_tpl("b1"), _tpl("a1")])
@@ -69,8 +75,8 @@ def test_same_image_twice_is_refused_and_nothing_half_written(tmp_path):
     assert r.counts()["templates"] == 1
 
 
-def test_thresholds_are_per_model_version(tmp_path):
-    r = Registry(f"sqlite:///{tmp_path / 'r.db'}")
+def test_thresholds_are_per_model_version(db_url):
+    r = Registry(db_url)
     r.save_threshold("m1", 0.5, "far", 1e-3, "h", 10, 10, {})
     r.save_threshold("m1", 0.55, "far", 1e-3, "h2", 10, 10, {})
     assert r.threshold("m1")["value"] == 0.55

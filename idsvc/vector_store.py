@@ -1,0 +1,94 @@
+"""The vector-store interface. Two backends implement it: ``IndexStore`` (FAISS files in the home, the embedded
+default) and ``MilvusStore`` (Milvus Lite or a Milvus server); ``make_store`` picks by ``IDSVC_VECTORS``. Callers
+(enroll, search, delete, reindex, doctor, status) hold a ``VectorStore`` and never know which.
+
+Both keep the same promise: the registry is the truth. An open index records the registry's generation token it
+reflects; when the token moves (a write through this process, another process or another host), ``open`` compares
+ids with the registry and ``catch_up`` moves only the differing vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from idsvc.home import Home
+
+#: A problem found by a check: {"check": name, "problem": one line, "ids": up to 20 template ids (optional)}.
+Problem = dict[str, Any]
+
+
+class VectorIndex(Protocol):
+    """One model version's vectors: ids are template ids, scores inner products of L2-normalised vectors."""
+
+    kind: str
+    dim: int
+
+    @property
+    def ntotal(self) -> int: ...
+
+    def ids(self) -> np.ndarray: ...
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    def remove(self, ids: np.ndarray | list[int]) -> int: ...
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass
+class OpenIndex:
+    index: Any  # a VectorIndex
+    manifest: dict[str, Any]
+    mtime: float
+    repaired: bool
+    generation: str = ""  # the registry's generation token this index reflects
+
+
+class VectorStore(Protocol):
+    def open(self, *, repair: bool = True) -> OpenIndex: ...
+
+    def build(self, kind: str | None = None) -> Any: ...
+
+    def save(self, index: Any, *, verify: bool = True) -> None: ...
+
+    def check_manifest(self, *, verify_file: bool = False) -> tuple[dict[str, Any] | None, list[Problem]]: ...
+
+    def agreed_ids(self) -> set[int] | None: ...
+
+    def delete_vectors(self, agreed: set[int] | None) -> None: ...
+
+    def forget(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def location(self) -> str: ...
+
+
+def make_store(home: Home) -> VectorStore:
+    if home.settings.vectors == "faiss":
+        from idsvc.index_store import IndexStore
+
+        return IndexStore(home)
+    from idsvc.milvus_store import MilvusStore
+
+    return MilvusStore(home)
+
+
+def catch_up(index: VectorIndex, registry: Any, version: str) -> tuple[int, int]:
+    """Make ``index`` hold exactly the registry's vectors of ``version``: add the missing ones (fetched by id), remove
+    the extra. Returns (added, removed). Cheaper than a rebuild: only the differing vectors move."""
+    wanted, have = registry.template_ids(version), index.ids()
+    extra = np.setdiff1d(have, wanted)
+    missing = np.setdiff1d(wanted, have)
+    if len(extra):
+        index.remove(extra)
+    for start in range(0, len(missing), 10_000):
+        got = registry.embeddings_by_id(missing[start:start + 10_000].tolist())
+        ids = [i for i, (v, _) in got.items() if v == version]
+        if ids:
+            index.add(np.array(ids, np.int64), np.stack([got[i][1] for i in ids]))
+    return len(missing), len(extra)
