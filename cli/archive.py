@@ -1,4 +1,5 @@
-"""``export`` and ``import``: a home's gallery in one portable archive (backups, moving to another machine)."""
+"""``export`` and ``import``: a home's gallery in one portable archive (backups, moving to another machine);
+``migrate``: the home copied to other backends (PostgreSQL + Milvus)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,26 @@ def import_(ctx: typer.Context, archive: Path = typer.Argument(..., help="An arc
                    f"re-embedded for {r['model_version']}), {r['thresholds']} thresholds")
 
 
+@handled
+def migrate(ctx: typer.Context,
+            to_db: str = typer.Option(..., "--to-db", help="The target registry: a SQLAlchemy URL, e.g. "
+                                      "postgresql+psycopg://user@host/idsvc."),
+            to_vectors: str = typer.Option("faiss", "--to-vectors", help="The target vector store: faiss, "
+                                           "milvus:///path/file.db (Milvus Lite) or http://host:19530."),
+            to_home: Path | None = typer.Option(None, "--to-home", help="Copy the crops into this home folder "
+                                                "(default: the target rows point at this home's crop files)."),
+            batch: int = typer.Option(200, min=1, help="Templates per target transaction.")) -> None:
+    """Copy this home (identities, templates, thresholds, API keys, crops) to other backends. Resumable: run it
+    again after an interruption; the source is only read."""
+    o = out(ctx)
+    with o.progress("migrate") as advance:
+        r = service(ctx).migrate_home(to_db, to_vectors, to_home=to_home, batch=batch, progress=advance)
+    o.emit(r)
+    o.print(f"migrated to {r['to_db']} + {r['to_vectors']}: {r['identities']} identities, {r['templates']} "
+            f"templates ({r['copied_now']} copied now), {r['vectors']} vectors; crops {r['crops']}")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(export)
     app.command("import")(import_)
+    app.command()(migrate)

@@ -101,6 +101,7 @@ class MilvusStore:
         self.uri = home.settings.vectors
         self._client: Any = None
         self._open: OpenIndex | None = None
+        self._loaded: set[str] = set()
 
     @property
     def client(self) -> Any:
@@ -130,6 +131,9 @@ class MilvusStore:
             if not create:
                 return None
             self._create(name, self.home.model.dim)
+        elif name not in self._loaded:  # a collection from an earlier process starts released
+            self.client.load_collection(name)
+        self._loaded.add(name)
         return MilvusIndex(self.client, name, self.home.model.dim)
 
     def _create(self, name: str, dim: int) -> None:
@@ -149,6 +153,7 @@ class MilvusStore:
         name = collection_name(self.home.model.version)
         if self.client.has_collection(name):
             self.client.drop_collection(name)
+        self._loaded.discard(name)
         index = self._index()
         assert index is not None  # noqa: S101 - created just above
         for ids, vecs in self.home.registry.iter_embeddings(self.home.model.version):
@@ -221,3 +226,4 @@ class MilvusStore:
         if self._client is not None:
             self._client.close()
             self._client = None
+            self._loaded.clear()

@@ -427,6 +427,55 @@ class Registry:
             self._changed(conn)
         return new_ids
 
+    # -- copying to another database (idsvc migrate) ---------------------------------------------------------------
+    def copy_small_tables(self, source: Registry) -> dict[str, int]:
+        """Copy identities, thresholds, API keys and meta rows the target lacks, ids kept (template and vector ids
+        must not change), in one transaction. Safe to repeat. Returns rows copied per table."""
+        copied = {}
+        with source.engine.connect() as src, self.engine.begin() as dst:
+            for table in (t.identities, t.thresholds, t.api_keys):
+                have = {r[0] for r in dst.execute(select(table.c.id))}
+                rows = [dict(r) for r in src.execute(select(table).order_by(table.c.id)).mappings()
+                        if r["id"] not in have]
+                if rows:
+                    dst.execute(insert(table), rows)
+                copied[table.name] = len(rows)
+            active = src.execute(select(t.meta.c.value).where(t.meta.c.key == "active_model_version")).scalar()
+            if active:
+                self._set_meta(dst, "active_model_version", active)
+        return copied
+
+    def copy_templates(self, source: Registry, crop_path: Callable[[dict[str, Any]], str | None],
+                       batch: int = 200) -> Iterator[int]:
+        """Copy the templates the target lacks in id order, ``batch`` per transaction, ids kept; yields the count
+        after each batch. A killed copy leaves whole batches (a prefix of ids), so running it again goes on from
+        the highest id already here. ``crop_path(row)`` places each template's crop and says where it is."""
+        with self.engine.connect() as dst:
+            last = dst.execute(select(func.max(t.templates.c.id))).scalar() or 0
+        while True:
+            with source.engine.connect() as src:
+                rows = [dict(r) for r in src.execute(select(t.templates).where(t.templates.c.id > last)
+                                                     .order_by(t.templates.c.id).limit(batch)).mappings()]
+            if not rows:
+                return
+            for row in rows:
+                row["crop_path"] = crop_path(row)
+            with self.engine.begin() as dst:
+                dst.execute(insert(t.templates), rows)
+                self._changed(dst)
+            last = rows[-1]["id"]
+            yield len(rows)
+
+    def reset_sequences(self) -> None:
+        """After rows were inserted with their ids (PostgreSQL): make the id sequences continue past them, so new
+        rows never reuse an id. SQLite's AUTOINCREMENT follows inserted ids by itself."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        with self.engine.begin() as conn:
+            for table in ("identities", "templates", "thresholds", "api_keys"):
+                conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+                                     f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)")
+
     # -- API keys -----------------------------------------------------------------------------------------------
     def add_key(self, name: str, scope: str, prefix: str, key_hash: str) -> dict[str, Any]:
         try:

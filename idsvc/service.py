@@ -317,6 +317,22 @@ class Service:
         finally:
             engine.dispose()
 
+    def migrate_home(self, to_db: str, to_vectors: str, *, to_home: Path | None = None, batch: int = 200,
+                     progress: Progress | None = None) -> dict[str, Any]:
+        """Copy this home to other backends (``idsvc migrate``); resumable, the source untouched."""
+        import re
+
+        from idsvc.home_copy import copy_home, target_home
+
+        if not re.fullmatch(r"faiss|milvus://.+|https?://.+", to_vectors):
+            raise IdsvcError("invalid_argument", f"--to-vectors {to_vectors!r}: use faiss, milvus:///path/file.db "
+                             "or http://host:19530")
+        target = target_home(self.home, to_db, to_vectors, to_home)
+        try:
+            return copy_home(self.home, target, batch=batch, progress=progress)
+        finally:
+            target.close()
+
     # -- operations -----------------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Counts, model, threshold and whether the saved index agrees with the registry — read from the model card

@@ -90,7 +90,7 @@ class WriteLock:
                                      lock=f"pg_advisory_lock({ADVISORY_KEY})")
                 time.sleep(0.05)
             conn.commit()
-            self._depth = 1
+            self._held.depth = 1
             try:
                 yield
             finally:

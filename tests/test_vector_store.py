@@ -117,3 +117,18 @@ def test_a_second_home_on_the_same_registry_catches_up(make_home):
     assert set(b.index.open().index.ids().tolist()) == set(more)
     _, problems = b.index.check_manifest()
     assert problems == [] or b.settings.vectors == "faiss"  # FAISS: B's saved files catch up at its next write
+
+
+def test_a_reopened_store_serves_what_was_saved(make_home):
+    """A new client on the same store (as a restarted process sees it: Milvus Lite starts collections released)."""
+    home = make_home()
+    ids = enroll(home, "kept", unit(40, 8))
+    home.close()
+    again = Home(home.settings)
+    try:
+        index = again.index.open(repair=False).index
+        assert np.array_equal(index.ids(), np.array(sorted(ids)))
+        _, got = index.search(unit(40, 8)[:3], 1)
+        assert got[:, 0].tolist() == ids[:3]
+    finally:
+        again.close()
