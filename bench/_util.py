@@ -14,6 +14,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def current_rss_mb() -> float:
+    """This process's resident memory now (Linux), for memory deltas of a step."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
+
+
 def timed(fn: Callable[[], object], repeat: int) -> np.ndarray:
     """Wall-clock milliseconds of ``repeat`` calls."""
     out = np.empty(repeat)

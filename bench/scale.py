@@ -1,16 +1,20 @@
 """Index kinds at scale: build time, search p50/p99, recall@1/@10 against exact search, and memory — for idsvc's
-FaissIndex and a bare FAISS index of the same kind and settings, in the same run, as a ratio.
+FaissIndex and a bare FAISS index of the same kind and settings, in the same run, as a ratio; with ``--milvus``,
+Milvus Lite collections (through idsvc's MilvusIndex, FLAT and HNSW) beside them, the ratio again against bare FAISS
+of the same kind.
 
 The gallery is N vectors: real face embeddings (LFW photos through the shipped model) plus random unit vectors to
 fill up to N. Queries are held-out real face embeddings (other photos of gallery people and strangers), since a
 search query is always a face; exact ground truth comes from numpy brute force.
 
     python bench/scale.py [--sizes 100000 1000000] [--kinds flat ivf-flat ivf-pq hnsw] [--queries 200]
+                          [--milvus flat hnsw] [--milvus-max 1000000]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,7 +23,7 @@ import faiss
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._util import machine, peak_rss_mb, table, timed, unit_vectors  # noqa: E402
+from bench._util import current_rss_mb, machine, peak_rss_mb, table, timed, unit_vectors  # noqa: E402
 from idsvc.index import FaissIndex, IndexParams, exact_search  # noqa: E402
 from idsvc.settings import SHARED_DATA, load_settings  # noqa: E402
 
@@ -58,6 +62,32 @@ def bare_index(kind: str, d: int, p: IndexParams, train: np.ndarray):
     return ix
 
 
+def milvus_index(path: Path, kind: str, d: int, p: IndexParams, x: np.ndarray, ids: np.ndarray):
+    """A Milvus Lite collection filled with ``x``, through idsvc's MilvusIndex (what a home with
+    IDSVC_VECTORS=milvus:///… searches): (index, client, build seconds)."""
+    from pymilvus import DataType, MilvusClient
+
+    from idsvc.milvus_store import MilvusIndex
+
+    client = MilvusClient(str(path))
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=d)
+    params = client.prepare_index_params()
+    if kind == "hnsw":
+        params.add_index(field_name="vector", index_type="HNSW", metric_type="IP",
+                         params={"M": p.hnsw_m, "efConstruction": p.ef_construction})
+    else:
+        params.add_index(field_name="vector", index_type="FLAT", metric_type="IP")
+    t = time.perf_counter()
+    client.create_collection("bench", schema=schema, index_params=params)
+    index = MilvusIndex(client, "bench", d)
+    index.add(ids, x)
+    client.flush("bench")
+    index.ntotal  # noqa: B018 - a query waits for the data to be searchable
+    return index, client, time.perf_counter() - t
+
+
 def recall(got: np.ndarray, truth: np.ndarray, k: int) -> float:
     return float(np.mean([len(set(g[:k]) & set(t[:k])) / k for g, t in zip(got, truth)]))
 
@@ -71,10 +101,13 @@ def main() -> None:
     ap.add_argument("--home", type=Path, default=Path("/tmp/idsvc-bench"), help="embedding cache location")
     ap.add_argument("--nprobe", type=int, default=IndexParams().nprobe)
     ap.add_argument("--ef-search", type=int, default=IndexParams().ef_search)
+    ap.add_argument("--milvus", nargs="*", default=[], choices=["flat", "hnsw"],
+                    help="also Milvus Lite collections of these kinds (needs idsvc[milvus])")
+    ap.add_argument("--milvus-max", type=int, default=1_000_000, help="largest N for the Milvus rows")
     args = ap.parse_args()
     p = IndexParams(nprobe=args.nprobe, ef_search=args.ef_search)
-    d = 128
     real = real_embeddings(args.home, args.real)
+    d = real.shape[1]
     rng = np.random.default_rng(0)
     perm = rng.permutation(len(real))
     queries, real_gallery = real[perm[:args.queries]], real[perm[args.queries:]]
@@ -105,12 +138,36 @@ def main() -> None:
                          recall(got, truth, 10), recall(got_bare, truth, 10), round(mem, 1)])
             print(rows[-1], flush=True)
             del ours, bare
+        for kind in args.milvus if n <= args.milvus_max else []:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(dir=args.home) as tmp:
+                rss0 = current_rss_mb()
+                mil, client, build = milvus_index(Path(tmp) / "bench.db", kind, d, p, x, ids)
+                rss = current_rss_mb() - rss0
+                bare = bare_index(kind, d, p, x)
+                t = time.perf_counter()
+                bare.add(x)
+                build_bare = time.perf_counter() - t
+                it = iter(range(10**9))
+                lat = timed(lambda: mil.search(queries[next(it) % len(queries)][None], 10), len(queries))
+                it = iter(range(10**9))
+                lat_bare = timed(lambda: bare.search(queries[next(it) % len(queries)][None], 10), len(queries))
+                _, got = mil.search(queries, 10)
+                _, got_bare = bare.search(queries, 10)
+                rows.append([n, f"milvus-lite {kind}", round(build, 2), round(build_bare, 2),
+                             np.percentile(lat, 50), np.percentile(lat, 99), np.percentile(lat_bare, 50),
+                             np.percentile(lat, 50) / np.percentile(lat_bare, 50), recall(got, truth, 1),
+                             recall(got, truth, 10), recall(got_bare, truth, 10), f"~{rss:.0f} (RSS)"])
+                print(rows[-1], flush=True)
+                client.close()
+                del mil, bare
     print(f"\n# index kinds at scale — {machine()}, faiss {faiss.__version__}; gallery = {len(real_gallery)} real "
           f"LFW embeddings + random unit vectors; {len(queries)} held-out real face queries; nprobe {p.nprobe or 'nlist/16'}, "
           f"efSearch {p.ef_search}, HNSW M {p.hnsw_m}, IVF nlist 4·√N, PQ m {p.pq_m}×8 bit")
     print(table(["N", "kind", "build s ours", "build s bare", "p50 ms ours", "p99 ms ours", "p50 ms bare",
                  "p50 ratio", "recall@1", "recall@10", "bare recall@10", "index MB"], rows))
-    print(f"peak RSS {peak_rss_mb():.0f} MB")
+    print(f"peak RSS {peak_rss_mb():.0f} MB; load average at the end {os.getloadavg()[0]:.2f} (2 cores)")
 
 
 if __name__ == "__main__":

@@ -121,17 +121,22 @@ class MilvusStore:
     def location(self) -> str:
         return self.uri
 
-    def directory(self) -> str:
-        return self.uri
+    def _index(self, version: str | None = None) -> MilvusIndex:
+        """This model version's collection, made if missing and loaded if an earlier process made it."""
+        found = self._existing(version)
+        if found is not None:
+            return found
+        name = collection_name(version or self.home.model.version)
+        self._create(name, self.home.model.dim)
+        self._loaded.add(name)
+        return MilvusIndex(self.client, name, self.home.model.dim)
 
-    def _index(self, version: str | None = None, *, create: bool = True) -> MilvusIndex | None:
+    def _existing(self, version: str | None = None) -> MilvusIndex | None:
         version = version or self.home.model.version
         name = collection_name(version)
         if not self.client.has_collection(name):
-            if not create:
-                return None
-            self._create(name, self.home.model.dim)
-        elif name not in self._loaded:  # a collection from an earlier process starts released
+            return None
+        if name not in self._loaded:  # a collection from an earlier process starts released
             self.client.load_collection(name)
         self._loaded.add(name)
         return MilvusIndex(self.client, name, self.home.model.dim)
@@ -155,7 +160,6 @@ class MilvusStore:
             self.client.drop_collection(name)
         self._loaded.discard(name)
         index = self._index()
-        assert index is not None  # noqa: S101 - created just above
         for ids, vecs in self.home.registry.iter_embeddings(self.home.model.version):
             index.add(ids, vecs)
         log.info("built Milvus collection %s in %.2f s", name, time.perf_counter() - t0)
@@ -171,7 +175,6 @@ class MilvusStore:
         if self._open is not None and self._open.generation == generation:
             return self._open
         index = self._index()
-        assert index is not None  # noqa: S101 - created when missing
         problems = self._compare(index)
         if problems and not repair:
             raise IdsvcError("index_corrupt", "vector store disagrees with the registry: "
@@ -198,7 +201,7 @@ class MilvusStore:
 
     def check_manifest(self, *, verify_file: bool = False) -> tuple[dict[str, Any] | None, list[Problem]]:
         """(a manifest-like summary, problems): the collection's ids against the registry's."""
-        index = self._index(create=False)
+        index = self._existing()
         if index is None:
             if not len(self.home.registry.template_ids(self.home.model.version)):
                 return None, []
@@ -213,7 +216,7 @@ class MilvusStore:
         """Delete from the collection the vectors whose templates the registry just deleted."""
         remaining = set(self.home.registry.template_ids(self.home.model.version).tolist())
         gone = sorted((agreed or set()) - remaining)
-        index = self._index(create=False)
+        index = self._existing()
         if gone and index is not None:
             index.remove(gone)
         if self._open is not None:  # the collection now reflects the registry's latest write
