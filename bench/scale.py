@@ -88,6 +88,17 @@ def milvus_index(path: Path, kind: str, d: int, p: IndexParams, x: np.ndarray, i
     return index, client, time.perf_counter() - t
 
 
+def compare(ours, bare, queries: np.ndarray, truth: np.ndarray) -> list[float]:
+    """[p50 ms, p99 ms, bare p50 ms, p50 ratio, recall@1, recall@10, bare recall@10]: one query at a time, k = 10."""
+    lat = [timed(lambda q=q, s=search: s(q[None], 10), 1)[0] for search in (ours, bare) for q in queries]
+    lat_ours, lat_bare = np.array(lat[:len(queries)]), np.array(lat[len(queries):])
+    _, got = ours(queries, 10)
+    _, got_bare = bare(queries, 10)
+    return [np.percentile(lat_ours, 50), np.percentile(lat_ours, 99), np.percentile(lat_bare, 50),
+            np.percentile(lat_ours, 50) / np.percentile(lat_bare, 50), recall(got, truth, 1), recall(got, truth, 10),
+            recall(got_bare, truth, 10)]
+
+
 def recall(got: np.ndarray, truth: np.ndarray, k: int) -> float:
     return float(np.mean([len(set(g[:k]) & set(t[:k])) / k for g, t in zip(got, truth)]))
 
@@ -125,17 +136,9 @@ def main() -> None:
             bare = bare_index(kind, d, p, x)
             bare.add(x)
             build_bare = time.perf_counter() - t
-            it = iter(range(10**9))
-            lat_ours = timed(lambda: ours.search(queries[next(it) % len(queries)][None], 10), len(queries))
-            it = iter(range(10**9))
-            lat_bare = timed(lambda: bare.search(queries[next(it) % len(queries)][None], 10), len(queries))
-            _, got = ours.search(queries, 10)
-            _, got_bare = bare.search(queries, 10)
             mem = len(faiss.serialize_index(ours.index)) / 2**20
-            rows.append([n, kind, round(build_ours, 2), round(build_bare, 2), np.percentile(lat_ours, 50),
-                         np.percentile(lat_ours, 99), np.percentile(lat_bare, 50),
-                         np.percentile(lat_ours, 50) / np.percentile(lat_bare, 50), recall(got, truth, 1),
-                         recall(got, truth, 10), recall(got_bare, truth, 10), round(mem, 1)])
+            rows.append([n, kind, round(build_ours, 2), round(build_bare, 2),
+                         *compare(ours.search, bare.search, queries, truth), round(mem, 1)])
             print(rows[-1], flush=True)
             del ours, bare
         for kind in args.milvus if n <= args.milvus_max else []:
@@ -149,16 +152,8 @@ def main() -> None:
                 t = time.perf_counter()
                 bare.add(x)
                 build_bare = time.perf_counter() - t
-                it = iter(range(10**9))
-                lat = timed(lambda: mil.search(queries[next(it) % len(queries)][None], 10), len(queries))
-                it = iter(range(10**9))
-                lat_bare = timed(lambda: bare.search(queries[next(it) % len(queries)][None], 10), len(queries))
-                _, got = mil.search(queries, 10)
-                _, got_bare = bare.search(queries, 10)
                 rows.append([n, f"milvus-lite {kind}", round(build, 2), round(build_bare, 2),
-                             np.percentile(lat, 50), np.percentile(lat, 99), np.percentile(lat_bare, 50),
-                             np.percentile(lat, 50) / np.percentile(lat_bare, 50), recall(got, truth, 1),
-                             recall(got, truth, 10), recall(got_bare, truth, 10), f"~{rss:.0f} (RSS)"])
+                             *compare(mil.search, bare.search, queries, truth), f"~{rss:.0f} (RSS)"])
                 print(rows[-1], flush=True)
                 client.close()
                 del mil, bare

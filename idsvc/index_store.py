@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from idsvc.errors import IdsvcError
-from idsvc.vector_store import OpenIndex, Problem, catch_up
+from idsvc.vector_store import OpenIndex, Problem, catch_up, id_problems
 
 if TYPE_CHECKING:
     from idsvc.home import Home
@@ -86,16 +86,8 @@ class IndexStore:
         if index.dim != model.dim:
             problems.append({"check": "dimension",
                              "problem": f"index dimension {index.dim} != model dimension {model.dim}"})
-        reg_ids = self.home.registry.template_ids(model.version)
         idx_ids = index.ids()
-        missing = np.setdiff1d(reg_ids, idx_ids)
-        extra = np.setdiff1d(idx_ids, reg_ids)
-        if len(missing):
-            problems.append({"check": "missing_vectors", "problem": f"{len(missing)} templates have no vector",
-                             "ids": missing[:20].tolist()})
-        if len(extra):
-            problems.append({"check": "extra_vectors", "problem": f"{len(extra)} vectors have no template",
-                             "ids": extra[:20].tolist()})
+        problems += id_problems(self.home.registry.template_ids(model.version), idx_ids)
         if manifest.get("ids_sha256") not in (None, ids_checksum(idx_ids)):
             problems.append({"check": "manifest", "problem": "manifest id checksum does not match the index"})
         return problems

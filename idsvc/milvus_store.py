@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from idsvc.errors import IdsvcError
-from idsvc.vector_store import OpenIndex, Problem, catch_up
+from idsvc.vector_store import OpenIndex, Problem, catch_up, id_problems
 
 if TYPE_CHECKING:
     from idsvc.home import Home
@@ -187,17 +187,7 @@ class MilvusStore:
         return self._open
 
     def _compare(self, index: MilvusIndex) -> list[Problem]:
-        reg = self.home.registry.template_ids(self.home.model.version)
-        have = index.ids()
-        problems: list[Problem] = []
-        missing, extra = np.setdiff1d(reg, have), np.setdiff1d(have, reg)
-        if len(missing):
-            problems.append({"check": "missing_vectors", "problem": f"{len(missing)} templates have no vector",
-                             "ids": missing[:20].tolist()})
-        if len(extra):
-            problems.append({"check": "extra_vectors", "problem": f"{len(extra)} vectors have no template",
-                             "ids": extra[:20].tolist()})
-        return problems
+        return id_problems(self.home.registry.template_ids(self.home.model.version), index.ids())
 
     def check_manifest(self, *, verify_file: bool = False) -> tuple[dict[str, Any] | None, list[Problem]]:
         """(a manifest-like summary, problems): the collection's ids against the registry's."""

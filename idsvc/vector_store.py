@@ -78,6 +78,19 @@ def make_store(home: Home) -> VectorStore:
     return MilvusStore(home)
 
 
+def id_problems(registry_ids: np.ndarray, index_ids: np.ndarray) -> list[Problem]:
+    """The ways an index's ids differ from the registry's: templates without a vector, vectors without a template."""
+    problems: list[Problem] = []
+    missing, extra = np.setdiff1d(registry_ids, index_ids), np.setdiff1d(index_ids, registry_ids)
+    if len(missing):
+        problems.append({"check": "missing_vectors", "problem": f"{len(missing)} templates have no vector",
+                         "ids": missing[:20].tolist()})
+    if len(extra):
+        problems.append({"check": "extra_vectors", "problem": f"{len(extra)} vectors have no template",
+                         "ids": extra[:20].tolist()})
+    return problems
+
+
 def catch_up(index: VectorIndex, registry: Any, version: str) -> tuple[int, int]:
     """Make ``index`` hold exactly the registry's vectors of ``version``: add the missing ones (fetched by id), remove
     the extra. Returns (added, removed). Cheaper than a rebuild: only the differing vectors move."""
