@@ -45,6 +45,7 @@ class ActiveModel:
         self._registry = registry
         self._encoder = encoder
         self._pipeline = pipeline
+        self._sidecar: tuple[tuple[str, int, int], dict[str, Any] | None] | None = None
 
     @property
     def path(self) -> Path:
@@ -81,10 +82,22 @@ class ActiveModel:
         """The model card — from the loaded encoder, else from the ``.card.json`` written beside the checkpoint
         when its recorded file checksum still matches (so ``status`` needs no torch), else by loading it."""
         if self._encoder is None:
-            card = sidecar_card(self.path)
+            card = self._sidecar_card(self.path)
             if card is not None:
                 return card
         return {**self.encoder.card, "version": self.encoder.version}
+
+    def _sidecar_card(self, path: Path) -> dict[str, Any] | None:
+        """``sidecar_card``, hashed once per file state (path, size, mtime), not once per call: a search asks for
+        the version, and hashing a 46 MB checkpoint costs ~40 ms."""
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if self._sidecar is None or self._sidecar[0] != key:
+            self._sidecar = (key, sidecar_card(path))
+        return self._sidecar[1]
 
     @property
     def version(self) -> str:
@@ -99,3 +112,4 @@ class ActiveModel:
         self._registry().set_meta(ACTIVE_MODEL_KEY, str(Path(str(encoder.path)).resolve()))
         self._encoder = encoder
         self._pipeline = None
+        self._sidecar = None

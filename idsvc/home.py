@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from idsvc.active_model import ActiveModel
 from idsvc.crops import CropStore
+from idsvc.owners import Owners
 from idsvc.settings import Settings
 from idsvc.vector_store import VectorStore, make_store
 from idsvc.write_lock import WriteLock, ensure_home
@@ -30,6 +31,7 @@ class Home:
         self.model = ActiveModel(settings, lambda: self.registry, encoder=encoder, pipeline=pipeline)
         self.crops = CropStore(settings.crops_dir)
         self.index: VectorStore = make_store(self)
+        self.owners = Owners(lambda: self.registry)
 
     @property
     def registry(self) -> Registry:

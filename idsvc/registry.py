@@ -30,6 +30,7 @@ from idsvc.settings import packaged
 
 MIGRATIONS = packaged("idsvc.migrations", "migrations")
 GENERATION = "vectors_generation"
+NAMES_GENERATION = "names_generation"
 log = logging.getLogger(__name__)
 
 
@@ -179,6 +180,8 @@ class Registry:
                 conn.execute(update(t.identities).where(t.identities.c.name == old).values(name=new))
             except IntegrityError:
                 raise IdsvcError("identity_exists", f"an identity named {new!r} already exists", name=new) from None
+            self._changed(conn)
+            self._set_meta(conn, NAMES_GENERATION, uuid.uuid4().hex)  # cached template → identity maps: reload
         return self.identity(new)
 
     def delete_identity(self, name: str) -> tuple[list[int], list[str]]:
@@ -299,13 +302,14 @@ class Registry:
                                        t.templates.c.model_version).where(t.templates.c.id.in_(ids))).all()
         return {r.id: (r.model_version, from_blobs([r.embedding], r.dim)[0]) for r in rows}
 
-    def identity_of_templates(self, ids: list[int]) -> dict[int, tuple[int, str]]:
-        """{template id: (identity id, identity name)}."""
-        if not ids:
+    def identity_of_templates(self, ids: list[int] | None = None) -> dict[int, tuple[int, str]]:
+        """{template id: (identity id, identity name)} for ``ids``, or for every template when ``ids`` is None."""
+        if ids is not None and not ids:
             return {}
         q = (select(t.templates.c.id, t.identities.c.id.label("iid"), t.identities.c.name)
-             .join(t.identities, t.identities.c.id == t.templates.c.identity_id)
-             .where(t.templates.c.id.in_([int(i) for i in ids])))
+             .join(t.identities, t.identities.c.id == t.templates.c.identity_id))
+        if ids is not None:
+            q = q.where(t.templates.c.id.in_([int(i) for i in ids]))
         with self.engine.connect() as conn:
             return {r.id: (r.iid, r.name) for r in conn.execute(q)}
 
@@ -522,9 +526,10 @@ class Registry:
             conn.execute(insert(t.meta).values(key=key, value=value))
 
     def generation(self) -> str:
-        """A token that changes, in the same transaction, with every write that adds, removes or replaces vectors:
-        an index that recorded the token it was made from is current while the token is unchanged — one indexed
-        read per search, however many processes or hosts share the registry."""
+        """A token that changes, in the same transaction, with every write that adds, removes or replaces vectors or
+        renames their identity: an index (or template → identity map) that recorded the token it was made from is
+        current while the token is unchanged — one indexed read per search, however many processes or hosts share
+        the registry."""
         return self.get_meta(GENERATION) or "0"
 
     @classmethod

@@ -14,7 +14,7 @@ from idsvc.imageio import ImageInput, LoadedImage
 from idsvc.thresholds import resolve_threshold
 
 if TYPE_CHECKING:
-    from idsvc.index import FaissIndex
+    from idsvc.vector_store import OpenIndex
 
 def require_files(*images: ImageInput) -> None:
     """Refuse a missing file before any model loads (a typo should not cost the model's load time).
@@ -47,10 +47,10 @@ def search(home: Home, image: ImageInput, *, top_k: int = 5, threshold: float | 
         raise IdsvcError("no_face", f"{img.source}: no face found", path=img.source)
     detected = len(crops) if all_faces else crops[0].faces_in_image
     vecs = pipeline.embed([c.aligned for c in crops])
-    index = home.index.open().index
+    opened = home.index.open()
     faces = []
     for fc, vec in zip(crops, vecs):
-        candidates = rank(home, index, vec, top_k)
+        candidates = rank(home, opened, vec, top_k)
         for c in candidates:
             c["match"] = c["score"] >= thr
         best = candidates[0] if candidates and candidates[0]["match"] else None
@@ -61,15 +61,17 @@ def search(home: Home, image: ImageInput, *, top_k: int = 5, threshold: float | 
             "identity": faces[0]["identity"], "score": faces[0]["score"], "faces_detected": detected, "faces": faces}
 
 
-def rank(home: Home, index: FaissIndex, vec: np.ndarray, top_k: int) -> list[dict[str, Any]]:
-    """Top identities: fetch more templates than identities wanted, keep each identity's best, widen if needed."""
+def rank(home: Home, opened: OpenIndex, vec: np.ndarray, top_k: int) -> list[dict[str, Any]]:
+    """Top identities: fetch more templates than identities wanted, keep each identity's best, widen if needed.
+    Template ids become identities through the in-memory map (``home.owners``), not a registry query."""
+    index = opened.index
     total = index.ntotal
     if total == 0:
         return []
     k = min(total, top_k * 8 + 32)
     while True:
         scores, ids = index.search(vec[None, :], k)
-        owners = home.registry.identity_of_templates([int(i) for i in ids[0] if i >= 0])
+        owners = home.owners.of([int(i) for i in ids[0] if i >= 0], opened.generation)
         best: dict[int, dict[str, Any]] = {}
         for s, i in zip(scores[0], ids[0]):
             if i < 0 or int(i) not in owners:

@@ -151,3 +151,20 @@ def test_doctor_finds_a_disagreement_and_repairs_it(make_home):
     assert "index rebuilt from the registry" in fixed["fixed"]
     assert [p for p in fixed["remaining"] if p["check"] != "crops"] == []
     assert np.array_equal(home.index.open().index.ids(), np.array(sorted(ids)))
+
+
+def test_template_owners_follow_renames_and_deletes_made_elsewhere(make_home):
+    """Search maps template ids to identities in memory; a rename or delete through another home is seen at once."""
+    from idsvc.search import rank
+
+    a, b = make_home("a"), make_home("b")
+    v = unit(6, 10)
+    ids = enroll(a, "alice", v[:3]) + enroll(a, "bob", v[3:])
+    top = rank(a, a.index.open(), v[0], 2)
+    assert [c["name"] for c in top] == ["alice", "bob"] and top[0]["template_id"] == ids[0]
+    b.registry.rename("alice", "carol")
+    assert [c["name"] for c in rank(a, a.index.open(), v[0], 2)] == ["carol", "bob"]
+    agreed = b.index.agreed_ids()
+    b.registry.delete_identity("bob")
+    b.index.delete_vectors(agreed)
+    assert [c["name"] for c in rank(a, a.index.open(), v[3], 2)] == ["carol"]
