@@ -292,3 +292,28 @@ def test_batch_routes_match_the_cli(server, photos, tmp_path):
     assert [x.get("identity") for x in many["results"]][:2] == ["bulk_laura", "bulk_serena"]
     assert many["results"][3]["error"]["code"] == "not_an_image"
     assert many["summary"] == {"items": 4, "positive": 2, "negative": 1, "errors": 1, "exit_code": 2}
+
+
+def test_a_request_without_a_key_is_refused_before_its_body_is_read(server):
+    """Headers announcing a 2.9 MB upload, then nothing: the 401 comes back at once, without waiting for the body."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(server["base"])
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/identities/x/enroll HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; "
+                     b"boundary=b\r\nContent-Length: 2900000\r\n\r\n--b\r\n")
+        t0 = time.time()
+        answer = sock.recv(65536).decode("latin-1")
+    assert answer.startswith("HTTP/1.1 401") and "application/problem+json" in answer
+    assert time.time() - t0 < 5
+
+
+def test_429_says_when_to_retry(tmp_path, live_server):
+    home = tmp_path / "home"
+    keys = make_keys(home)
+    base = live_server(load_settings(home=home, device="cpu", api_rate_per_minute=2))
+    headers = {"Authorization": f"Bearer {keys['read']}"}
+    codes = [httpx.get(f"{base}/v1/identities", headers=headers) for _ in range(3)]
+    assert [r.status_code for r in codes] == [200, 200, 429]
+    assert is_problem(codes[2], 429, "rate_limited") and 1 <= int(codes[2].headers["retry-after"]) <= 30

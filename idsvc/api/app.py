@@ -1,6 +1,7 @@
 """The application factory and ``serve``. Image bytes are never logged.
 
-Requests pass, outermost first: request ids, metrics, the body-size limit, then FastAPI (problem handlers, routers).
+Requests pass, outermost first: request ids, metrics, the key gate (no key, no body read), the body-size limit, then
+FastAPI (problem handlers, routers).
 ``/docs`` and ``/redoc`` load Swagger UI and ReDoc from files installed with fastapi-offline, never from a CDN."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from starlette.types import ASGIApp
 from idsvc import __version__
 from idsvc.api import admin, batch, contract, faces, identities, problems
 from idsvc.api.deps import ApiState
-from idsvc.api.limits import BodyLimit, RateLimiter
+from idsvc.api.limits import BodyLimit, KeyGate, RateLimiter
 from idsvc.api.metrics import RequestMetrics
 from idsvc.api.request_ids import RequestIds
 from idsvc.service import Service
@@ -43,7 +44,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     for router in (faces.router, identities.router, batch.router, admin.router, admin.scrape):
         app.include_router(router)
     app.openapi = lambda: contract.openapi(app)  # type: ignore[method-assign]
-    return RequestIds(RequestMetrics(BodyLimit(app, settings.api_max_body_bytes)))
+    gate = KeyGate(BodyLimit(app, settings.api_max_body_bytes), lambda secret: svc.authenticate(secret, "read"))
+    return RequestIds(RequestMetrics(gate))
 
 
 DESCRIPTION = """Face identity service: enroll identities from photos, then search (1:N) and verify (1:1).

@@ -1,12 +1,15 @@
-"""Cheap refusals: a request body over its byte limit (by Content-Length, and by counting when it is absent), and a
-token bucket per API key that every worker on the host shares."""
+"""Cheap refusals: a request without a valid API key (refused before its body is read), a request body over its byte
+limit (by Content-Length, and by counting when it is absent), and a token bucket per API key that every worker on the
+host shares."""
 
 from __future__ import annotations
 
+import asyncio
+import math
 import sqlite3
 import threading
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,30 @@ class BodyLimit:
             return msg
 
         await self.app(scope, counted, send)
+
+
+#: Routes under /v1 that need no key.
+OPEN_ROUTES = frozenset({"/v1/health", "/v1/ready"})
+
+
+class KeyGate:
+    """Refuse a /v1 request with no known, unrevoked key before anything reads its body: a stranger who can reach the
+    port cannot make the server receive and parse 20 MB uploads. The route's own dependency still checks the scope
+    and the rate."""
+
+    def __init__(self, app: ASGIApp, authenticate: Callable[[str | None], object]) -> None:
+        self.app, self.authenticate = app, authenticate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith("/v1/") and path not in OPEN_ROUTES:
+            auth = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+            secret = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+            try:
+                await asyncio.to_thread(self.authenticate, secret)
+            except IdsvcError as exc:
+                return await problem(exc, scope)(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 class RateLimiter:
@@ -81,4 +108,6 @@ class RateLimiter:
         finally:
             con.execute("COMMIT")
         if not allowed:
-            raise IdsvcError("rate_limited", "too many requests for this API key; slow down")
+            wait = math.ceil((1 - tokens) / self.rate) if self.rate else 60
+            raise IdsvcError("rate_limited", f"too many requests for this API key; retry in {wait} s",
+                             retry_after=wait)

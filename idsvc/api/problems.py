@@ -37,6 +37,8 @@ def problem(exc: IdsvcError, scope: Scope, status: int | None = None,
     headers = dict(headers or {})
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    if exc.code == "rate_limited":
+        headers["Retry-After"] = str(exc.details.get("retry_after", 1))
     body = Problem(type=f"https://idsvc.dev/errors/{exc.code}", title=exc.code.replace("_", " "), status=status,
                    code=exc.code, detail=exc.message, details=exc.to_dict()["details"], request_id=request_id(scope))
     return JSONResponse(status_code=status, headers=headers, media_type=PROBLEM_JSON, content=body.model_dump())
