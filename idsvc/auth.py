@@ -38,6 +38,11 @@ def authenticate(registry: Registry, secret: str | None, needed: str) -> dict[st
     key = registry.key_by_hash(_digest(secret))
     if key is None:
         raise IdsvcError("unauthorized", "unknown or revoked API key")
+    return require_scope(key, needed)
+
+
+def require_scope(key: dict[str, Any], needed: str) -> dict[str, Any]:
+    """``key`` (a record ``authenticate`` returned) if its scope includes ``needed``. Raises ``forbidden``."""
     if SCOPES.index(key["scope"]) < SCOPES.index(needed):
         raise IdsvcError("forbidden", f"this key has scope {key['scope']!r}; {needed!r} is needed",
                          scope=key["scope"], needed=needed)

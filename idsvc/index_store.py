@@ -72,8 +72,10 @@ class IndexStore:
 
         return FaissIndex.load(self.directory(), self.params(), use_gpu=self.home.settings.index_gpu)
 
-    def check(self, index: FaissIndex | None, manifest: dict[str, Any] | None) -> list[Problem]:
-        """Every way ``index`` disagrees with the registry (empty = in agreement)."""
+    def check(self, index: FaissIndex | None, manifest: dict[str, Any] | None,
+              registry_ids: np.ndarray | None = None) -> list[Problem]:
+        """Every way ``index`` disagrees with the registry (empty = in agreement); ``registry_ids``, the active
+        version's template ids, when the caller has them already."""
         from idsvc.index_manifest import ids_checksum
 
         if index is None or manifest is None:
@@ -87,7 +89,9 @@ class IndexStore:
             problems.append({"check": "dimension",
                              "problem": f"index dimension {index.dim} != model dimension {model.dim}"})
         idx_ids = index.ids()
-        problems += id_problems(self.home.registry.template_ids(model.version), idx_ids)
+        if registry_ids is None:
+            registry_ids = self.home.registry.template_ids(model.version)
+        problems += id_problems(registry_ids, idx_ids)
         if manifest.get("ids_sha256") not in (None, ids_checksum(idx_ids)):
             problems.append({"check": "manifest", "problem": "manifest id checksum does not match the index"})
         return problems
@@ -168,7 +172,8 @@ class IndexStore:
         manifest: dict[str, Any] | None = None
         with contextlib.suppress(IdsvcError):  # missing or corrupt: check() reports it and we rebuild
             index, manifest = self.load()
-        problems = self.check(index, manifest)
+        wanted = self.home.registry.template_ids(self.home.model.version)  # compared once, then caught up to
+        problems = self.check(index, manifest, wanted)
         if not problems and index is not None and manifest is not None:
             self._open = OpenIndex(index, manifest, mtime, False, generation)
             return self._open
@@ -177,7 +182,7 @@ class IndexStore:
                              + "; ".join(p["problem"] for p in problems))
         reasons = "; ".join(p["problem"] for p in problems)
         if index is not None and {p["check"] for p in problems} <= {"missing_vectors", "extra_vectors"}:
-            added, removed = catch_up(index, self.home.registry, self.home.model.version)
+            added, removed = catch_up(index, self.home.registry, self.home.model.version, wanted)
             log.info("index caught up with the registry: %d vectors added, %d removed", added, removed)
             fresh = index
         else:

@@ -175,13 +175,14 @@ class MilvusStore:
         if self._open is not None and self._open.generation == generation:
             return self._open
         index = self._index()
-        problems = self._compare(index)
+        wanted, have = self.home.registry.template_ids(self.home.model.version), index.ids()
+        problems = id_problems(wanted, have)
         if problems and not repair:
             raise IdsvcError("index_corrupt", "vector store disagrees with the registry: "
                              + "; ".join(p["problem"] for p in problems))
         if problems:
             with self.home.lock.hold():
-                added, removed = catch_up(index, self.home.registry, self.home.model.version)
+                added, removed = catch_up(index, self.home.registry, self.home.model.version, wanted, have)
             log.info("Milvus collection caught up with the registry: %d added, %d removed", added, removed)
         self._open = OpenIndex(index, {"kind": "milvus"}, 0.0, bool(problems), generation)
         return self._open

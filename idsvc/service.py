@@ -90,8 +90,7 @@ class Service:
             on_total(sum(len(files) for files in people.values()))
         results = [self.enroll(name, [str(folder / name)], progress=progress, aligned=aligned, recursive=True)
                    for name in people]
-        return {"folder": str(folder), "identities": results,
-                **{k: sum(len(r[k]) for r in results) for k in ("accepted", "rejected", "skipped")}}
+        return {"folder": str(folder), "identities": results, **_totals(results)}
 
     def detect(self, paths: list[str], *, crops_dir: Path | None = None,
                progress: Progress | None = None) -> dict[str, Any]:
@@ -176,7 +175,7 @@ class Service:
                                 "reason": f"{filename}: name the file PERSON/PHOTO (a valid identity name as its "
                                           "folder)"})
         results = [self.enroll_bytes(name, imgs, aligned=aligned) for name, imgs in people.items()]
-        counts = {k: sum(len(r[k]) for r in results) for k in ("accepted", "rejected", "skipped")}
+        counts = _totals(results)
         return {"identities": results, "unnamed": unnamed, **counts, "rejected": counts["rejected"] + len(unnamed)}
 
     def search(self, image: ImageInput, *, top_k: int = 5, threshold: float | None = None,
@@ -323,8 +322,9 @@ class Service:
         import re
 
         from idsvc.home_copy import copy_home, target_home
+        from idsvc.settings import VECTORS_PATTERN
 
-        if not re.fullmatch(r"faiss|milvus://.+|https?://.+", to_vectors):
+        if not re.fullmatch(VECTORS_PATTERN, to_vectors):
             raise IdsvcError("invalid_argument", f"--to-vectors {to_vectors!r}: use faiss, milvus:///path/file.db "
                              "or http://host:19530")
         target = target_home(self.home, to_db, to_vectors, to_home)
@@ -383,3 +383,8 @@ class Service:
 
     def doctor(self, *, fix: bool = False) -> dict[str, Any]:
         return doctor.doctor(self.home, fix=fix)
+
+
+def _totals(results: list[dict[str, Any]]) -> dict[str, int]:
+    """Photos accepted, rejected and skipped over several identities' enroll results."""
+    return {k: sum(len(r[k]) for r in results) for k in ("accepted", "rejected", "skipped")}

@@ -37,6 +37,10 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 IndexKind = Literal["flat", "ivf-flat", "ivf-pq", "hnsw"]
 
 
+#: ``IDSVC_VECTORS``: "faiss", "milvus:///path/file.db" or "http(s)://host:port" (also ``migrate --to-vectors``).
+VECTORS_PATTERN = r"^(faiss|milvus://.+|https?://.+)$"
+
+
 class Settings(BaseSettings):
     """Every tunable of idsvc. Detection thresholds are ``det_*``/``quality_*``; the match threshold is
     ``threshold``."""
@@ -72,7 +76,7 @@ class Settings(BaseSettings):
 
     # Vector store: "faiss" (embedded, files in the home), "milvus:///path/file.db" (Milvus Lite, embedded) or
     # "http://host:19530" (a Milvus server or cluster).
-    vectors: str = Field("faiss", pattern=r"^(faiss|milvus://.+|https?://.+)$")
+    vectors: str = Field("faiss", pattern=VECTORS_PATTERN)
 
     # Vector index (FAISS).
     index_kind: IndexKind = "flat"

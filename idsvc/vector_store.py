@@ -91,10 +91,13 @@ def id_problems(registry_ids: np.ndarray, index_ids: np.ndarray) -> list[Problem
     return problems
 
 
-def catch_up(index: VectorIndex, registry: Any, version: str) -> tuple[int, int]:
+def catch_up(index: VectorIndex, registry: Any, version: str, wanted: np.ndarray | None = None,
+             have: np.ndarray | None = None) -> tuple[int, int]:
     """Make ``index`` hold exactly the registry's vectors of ``version``: add the missing ones (fetched by id), remove
-    the extra. Returns (added, removed). Cheaper than a rebuild: only the differing vectors move."""
-    wanted, have = registry.template_ids(version), index.ids()
+    the extra. Returns (added, removed). Cheaper than a rebuild: only the differing vectors move. ``wanted`` (the
+    registry's ids) and ``have`` (the index's), when the caller just compared them, are not fetched again."""
+    wanted = registry.template_ids(version) if wanted is None else wanted
+    have = index.ids() if have is None else have
     extra = np.setdiff1d(have, wanted)
     missing = np.setdiff1d(wanted, have)
     if len(extra):

@@ -15,6 +15,7 @@ from fastapi import Depends, Request, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from idsvc.api.limits import RateLimiter
+from idsvc.auth import require_scope
 from idsvc.errors import IdsvcError
 from idsvc.service import Service
 from idsvc.settings import Settings
@@ -42,11 +43,14 @@ bearer = HTTPBearer(scheme_name="apiKey", bearerFormat="idsvc API key",
 
 
 def scope(needed: str) -> Callable[..., dict[str, Any]]:
-    """A dependency: the caller's key, which must exist, be unrevoked, have ``needed`` scope and be under its rate."""
+    """A dependency: the caller's key, which must exist, be unrevoked, have ``needed`` scope and be under its rate.
+    ``KeyGate`` has already looked the key up for every /v1 route; ``creds`` declares the scheme in the spec."""
 
     def dep(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> dict[str, Any]:
         st = state(request)
-        key = st.service.authenticate(creds.credentials if creds else None, needed)
+        key = getattr(request.state, "api_key", None) or st.service.authenticate(
+            creds.credentials if creds else None, needed)
+        require_scope(key, needed)
         st.limiter.check(key["name"])
         return key
 

@@ -14,6 +14,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from idsvc.api.problems import problem
@@ -52,21 +53,22 @@ OPEN_ROUTES = frozenset({"/v1/health", "/v1/ready"})
 
 class KeyGate:
     """Refuse a /v1 request with no known, unrevoked key before anything reads its body: a stranger who can reach the
-    port cannot make the server receive and parse 20 MB uploads. The route's own dependency still checks the scope
-    and the rate."""
+    port cannot make the server receive and parse 20 MB uploads. The key's record is left in the request state, where
+    the route's own dependency checks its scope and rate without looking it up again."""
 
-    def __init__(self, app: ASGIApp, authenticate: Callable[[str | None], object]) -> None:
+    def __init__(self, app: ASGIApp, authenticate: Callable[[str | None], dict[str, Any]]) -> None:
         self.app, self.authenticate = app, authenticate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] == "http" and path.startswith("/v1/") and path not in OPEN_ROUTES:
             auth = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
-            secret = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+            kind, secret = get_authorization_scheme_param(auth)  # what HTTPBearer reads
             try:
-                await asyncio.to_thread(self.authenticate, secret)
+                key = await asyncio.to_thread(self.authenticate, secret if kind.lower() == "bearer" else None)
             except IdsvcError as exc:
                 return await problem(exc, scope)(scope, receive, send)
+            scope.setdefault("state", {})["api_key"] = key
         await self.app(scope, receive, send)
 
 
