@@ -55,12 +55,18 @@ def reindex(ctx: typer.Context,
 
 @handled
 def doctor(ctx: typer.Context, fix: bool = typer.Option(False, "--fix", help="Repair from the registry.")) -> None:
-    """Check the index, manifest and crops against the registry. Exit 0 healthy (or repaired), 1 problems remain."""
+    """Check the index, manifest and crops against the registry; list leftover files. Exit 0 healthy (or repaired),
+    1 problems remain. An index behind the registry's last write is a note (the next search catches it up)."""
     r = service(ctx).doctor(fix=fix)
     o = out(ctx)
     o.emit(r)
     o.print(table("idsvc doctor", ("check", "problem"), [(p["check"], p["problem"]) for p in r["problems"]])
             if r["problems"] else "no problems found")
+    for n in r["notes"]:
+        o.print(f"note: {n['problem']}")
+    if r["leftovers"]:
+        o.print(table("leftovers (`idsvc doctor --fix` removes them)", ("kind", "path", "bytes"),
+                      [(x["kind"], x["path"], str(x["bytes"])) for x in r["leftovers"]]))
     for f in r["fixed"]:
         o.print(f"fixed: {f}")
     if r["remaining"]:

@@ -60,7 +60,8 @@ def embed(ctx: typer.Context,
         if errors:
             raise fail(o, IdsvcError("no_face", f"{errors} of {len(files)} photos gave no embedding"), emit=False)
         return
-    assert out_path is not None  # noqa: S101 - narrowed by the check above
+    if out_path is None:  # (the check above already refused this; said again for the type checker)
+        raise IdsvcError("invalid_argument", "give -o FILE.npy or --jsonl")
     with o.progress("embedding", total=len(files)) as advance:
         r = svc.embed_to_npy(files, out_path, aligned=aligned, progress=advance)
     o.emit(r)

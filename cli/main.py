@@ -4,6 +4,7 @@ doctor, thresholds, db, keys, serve) and ``models`` (model, eval, calibrate, tra
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -69,7 +70,31 @@ models.register(app)
 
 
 def run() -> None:
-    app()
+    """The console script. Click's usage errors (an unknown option, a value out of an option's range) become the
+    same one line, exit 2 and ``--json`` error document as every other input error, instead of Click's help box."""
+    # typer vendors Click; its exception classes are not re-exported (typer is pinned below 0.28 in pyproject.toml)
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+    from cli.output import fail
+    from idsvc.errors import IdsvcError
+
+    try:
+        rv = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        exc.show()  # `idsvc` or `idsvc keys` alone: the help, as before
+        raise SystemExit(exc.exit_code) from None
+    except UsageError as exc:
+        root = exc.ctx.find_root().obj if exc.ctx is not None else None
+        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        err = IdsvcError("invalid_argument", f"{exc.format_message()}{where}")
+        raise SystemExit(fail(getattr(root, "out", None), err).exit_code) from None
+    except ClickException as exc:
+        sys.stderr.write(f"Error: {exc.format_message()}\n")
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        sys.stderr.write("Error: aborted\n")
+        raise SystemExit(1) from None
+    raise SystemExit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from idsvc.errors import IdsvcError
+from idsvc.errors import IdsvcError, from_os_error
 
 Advance = Callable[..., None]
 
@@ -103,6 +103,8 @@ def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
         except IdsvcError as exc:
             raise fail(out, exc) from None
         except Exception as exc:
+            if (as_input := from_os_error(exc)) is not None:
+                raise fail(out, as_input) from None
             logging.getLogger("idsvc").debug("internal error", exc_info=True)
             if os.environ.get("IDSVC_DEBUG"):
                 traceback.print_exc()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from idsvc.registry import ACTIVE_MODEL_KEY
 from idsvc.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ def sidecar_card(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return card if card.get("file_sha256") == digest and "version" in card else None
-ACTIVE_MODEL_KEY = "active_model_path"
 
 
 class ActiveModel:
@@ -108,8 +108,8 @@ class ActiveModel:
         return self._encoder.dim if self._encoder is not None else int(self.card["embedding_size"])
 
     def switch(self, encoder: EmbeddingModel) -> None:
-        """Make ``encoder`` this home's model from now on (after its templates were moved to its version)."""
-        self._registry().set_meta(ACTIVE_MODEL_KEY, str(Path(str(encoder.path)).resolve()))
+        """Use ``encoder`` from now on in this process (``Registry.switch_model`` recorded its path with the move of
+        the templates to its version)."""
         self._encoder = encoder
         self._pipeline = None
         self._sidecar = None

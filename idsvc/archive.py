@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from idsvc.crash import crash_point
+from idsvc.enroll import check_name
 from idsvc.errors import IdsvcError
 from idsvc.home import Home
 
@@ -99,9 +101,15 @@ def import_archive(home: Home, src: Path, *, reembed: bool = False) -> dict[str,
     ``already_enrolled``."""
     t0 = time.perf_counter()
     manifest, members = read_archive(src)
-    idents = json.loads(members["identities.json"])
-    thrs = json.loads(members["thresholds.json"])
-    temps = [json.loads(line) for line in members["templates.jsonl"].decode().splitlines() if line.strip()]
+    try:
+        idents = json.loads(members["identities.json"])
+        thrs = json.loads(members["thresholds.json"])
+        temps = [json.loads(line) for line in members["templates.jsonl"].decode().splitlines() if line.strip()]
+        for ident in idents:
+            ident["name"] = check_name(ident["name"])
+    except (KeyError, TypeError, ValueError, IdsvcError) as exc:
+        raise IdsvcError("archive_invalid", f"{src}: malformed members ({getattr(exc, 'message', exc)})",
+                         path=str(src)) from None
     version = home.model.version
     others = sorted({r["model_version"] for r in temps} - {version})
     if others and not reembed:
@@ -115,6 +123,7 @@ def import_archive(home: Home, src: Path, *, reembed: bool = False) -> dict[str,
     with home.lock.hold():
         new_ids = home.registry.import_rows(idents, temps, thrs, lambda ids: home.crops.save_bytes(
             {ids[r["id"]]: members[r["crop"]] for r in temps if r["crop"]}))
+        crash_point("import.committed")
         home.index.save(home.index.build())
     log.info("imported %d identities, %d templates from %s in %.2f s", len(idents), len(new_ids), src,
              time.perf_counter() - t0)

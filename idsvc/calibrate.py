@@ -66,7 +66,8 @@ def folder_pairs(root: Path, max_pairs: int = 3000, seed: int = 0) -> PairSet:
     if max_pairs < 1:
         raise IdsvcError("invalid_argument", f"--max-pairs must be at least 1, not {max_pairs}")
     ids = folder_identities(root)
-    rng = random.Random(seed)
+    # seeded sampling of pairs, reproducible on purpose; not a secret
+    rng = random.Random(seed)  # nosec B311
     genuine = [(a, b) for files in ids.values() for a, b in itertools.combinations(files, 2)]
     if not genuine:
         raise IdsvcError("not_enough_data", f"{root}: no identity has two photos, so there are no genuine pairs")
@@ -168,7 +169,8 @@ def open_set(emb: dict[Path, np.ndarray], identities: dict[str, list[Path]], thr
     FNIR(t): mated probes whose rank-1 identity is wrong or scores below t. FPIR(t): non-mated probes whose best
     score reaches t. Both depend on gallery size, which is reported with them.
     """
-    rng = random.Random(seed)
+    # seeded sampling of pairs, reproducible on purpose; not a secret
+    rng = random.Random(seed)  # nosec B311
     names = [n for n, files in identities.items() if files]
     rng.shuffle(names)
     n_unknown = max(1, int(len(names) * unknown_fraction))

@@ -86,7 +86,7 @@ class CropStore:
             landmarks = np.array(json.loads(marks), np.float32) if marks else template(CROP_SIZE)
             return Aligned(resize_crop(self.read(str(crop_path)), size), landmarks * np.float32(size / CROP_SIZE))
         src = row.get("source_path")
-        if src and Path(src).is_file():
+        if src and Path(src).is_absolute() and Path(src).is_file():  # an upload's ``upload:NAME`` is never opened
             image = pipeline.load(src)
             if image.sha256 == row["image_sha256"]:
                 made = pipeline.one_face(image, strict=False).aligned

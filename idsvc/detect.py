@@ -12,7 +12,7 @@ bordered copy), so ``redetect_bordered`` gives the pipeline the landmarks of the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -59,6 +59,7 @@ class Detector:
 
         self.max_side = settings.detect_max_side
         self.device = device or torch.device("cpu")
+        self.min_face = settings.det_min_face_size  # a shorter side than this gives MTCNN an empty image pyramid
         self._mtcnn = MTCNN(
             min_face_size=settings.det_min_face_size,
             thresholds=list(settings.det_thresholds),
@@ -77,34 +78,37 @@ class Detector:
         results = self._detect(images)
         misses = [i for i, faces in enumerate(results) if not faces]
         if misses:
-            pads = [round(max(images[i].shape[:2]) * PAD_FRACTION) for i in misses]
-            bordered = [np.pad(images[i], ((p, p), (p, p), (0, 0))) for i, p in zip(misses, pads)]
-            for i, p, faces in zip(misses, pads, self._detect(bordered)):
-                results[i] = [replace(f, box=(f.box[0] - p, f.box[1] - p, f.box[2] - p, f.box[3] - p),
-                                      landmarks=f.landmarks - p, padded=True) for f in faces]
-                results[i].sort(key=lambda f: center_weighted_score(f, images[i].shape), reverse=True)
+            for i, faces in zip(misses, self._detect([images[i] for i in misses], PAD_FRACTION)):
+                results[i] = sorted(faces, key=lambda f: center_weighted_score(f, images[i].shape), reverse=True)
         return results
 
     def redetect_bordered(self, rgb: np.ndarray, face: Face) -> Face:
         """``face`` with box and landmarks found again on a copy of the photo with a black border (``padded``);
         ``face`` itself when that finds nothing overlapping it."""
-        p = round(max(rgb.shape[:2]) * PAD_FRACTION)
-        found = self._detect([np.pad(rgb, ((p, p), (p, p), (0, 0)))])[0]
-        moved = [replace(f, box=(f.box[0] - p, f.box[1] - p, f.box[2] - p, f.box[3] - p), landmarks=f.landmarks - p,
-                         padded=True) for f in found]
+        moved = self._detect([rgb], PAD_FRACTION)[0]
         best = max(moved, key=lambda f: _iou(f.box, face.box), default=None)
         return best if best is not None and _iou(best.box, face.box) >= 0.5 else face
 
-    def _detect(self, images: list[np.ndarray]) -> list[list[Face]]:
+    def _detect(self, images: list[np.ndarray], pad_fraction: float = 0.0) -> list[list[Face]]:
+        """Faces in image coordinates. With ``pad_fraction``, each image is first downscaled so that it fits
+        ``max_side`` *with* its border, then given the border: a large photo never grows in memory. An image whose
+        shorter side (as detected) is below MTCNN's smallest face cannot hold one (a 20000×32 strip), so it is not
+        run through MTCNN, which would fail on it."""
         results: list[list[Face]] = [[] for _ in images]
         groups: dict[tuple[int, ...], list[int]] = {}
         scaled: list[np.ndarray] = []
         scales: list[float] = []
+        pads: list[int] = []
         for i, img in enumerate(images):
-            small, scale = _downscale(img, self.max_side)
+            small, scale = _downscale(img, self.max_side / (1 + 2 * pad_fraction))
+            p = round(max(small.shape[:2]) * pad_fraction)
+            if p:
+                small = np.pad(small, ((p, p), (p, p), (0, 0)))
             scaled.append(small)
             scales.append(scale)
-            groups.setdefault(small.shape, []).append(i)
+            pads.append(p)
+            if min(small.shape[:2]) >= self.min_face:
+                groups.setdefault(small.shape, []).append(i)
         for idxs in groups.values():
             batch = np.stack([scaled[i] for i in idxs])
             with torch.inference_mode():
@@ -112,11 +116,12 @@ class Detector:
             for j, i in enumerate(idxs):
                 if boxes[j] is None:
                     continue
-                s = scales[i]
+                s, p = scales[i], pads[i]
                 faces = [
-                    Face(box=(float(b[0]) / s, float(b[1]) / s, float(b[2]) / s, float(b[3]) / s), prob=float(p),
-                         landmarks=(np.asarray(pt, dtype=np.float32) / s))
-                    for b, p, pt in zip(boxes[j], probs[j], points[j])
+                    Face(box=((float(b[0]) - p) / s, (float(b[1]) - p) / s, (float(b[2]) - p) / s,
+                              (float(b[3]) - p) / s), prob=float(pr),
+                         landmarks=(np.asarray(pt, dtype=np.float32) - p) / s, padded=bool(p))
+                    for b, pr, pt in zip(boxes[j], probs[j], points[j])
                 ]
                 faces.sort(key=lambda f: center_weighted_score(f, images[i].shape), reverse=True)
                 results[i] = faces
@@ -134,7 +139,7 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return w * h / union if union > 0 else 0.0
 
 
-def _downscale(img: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+def _downscale(img: np.ndarray, max_side: float) -> tuple[np.ndarray, float]:
     h, w = img.shape[:2]
     scale = min(1.0, max_side / max(h, w))
     if scale >= 1.0:

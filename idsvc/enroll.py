@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from idsvc.errors import IdsvcError
+from idsvc.cancel import commit
+from idsvc.crash import crash_point
+from idsvc.errors import IdsvcError, from_os_error
 from idsvc.home import Home
 from idsvc.imageio import LoadedImage
 
@@ -24,9 +27,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 COMMIT_EVERY = 16  # images per registry transaction: progress survives a kill
-#: An identity name: 1-255 characters, no slash, backslash or control character, no whitespace at either end. The
-#: same pattern is the API's documented path and body schema (ECMA and Python read it alike).
-NAME_PATTERN = r"^[^\s/\\\x00-\x1f\x7f]([^/\\\x00-\x1f\x7f]{0,253}[^\s/\\\x00-\x1f\x7f])?$"
+#: Characters a name may not hold anywhere: C0/C1 controls and DEL, and the invisible or bidi formatting characters
+#: (soft hyphen, zero-width, LRM/RLM, embeddings and overrides, isolates, line/paragraph separators, BOM) that make
+#: two names look alike or reorder what an operator reads. Written as ranges so Python and ECMA read them alike.
+_FORBIDDEN = (r"\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+              r"\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb")
+#: An identity name: 1-255 characters, no slash, backslash or forbidden character, no whitespace at either end, not
+#: "." or ".." (a client's URL handling would turn /v1/identities/.. into another route). The same pattern is the
+#: API's documented path and body schema (ECMA and Python read it alike).
+_END = r"[^\s/\\" + _FORBIDDEN + "]"  # first or last character: no whitespace either
+_END_NOT_DOT = r"[^\s/\\." + _FORBIDDEN + "]"
+_MIDDLE = r"[^/\\" + _FORBIDDEN + "]"
+#: Spelled out by length rather than with a look-ahead, which pydantic's regex engine does not take: one character
+#: (not "."), two (not ".."), or three to 255.
+NAME_PATTERN = (f"^(?:{_END_NOT_DOT}|{_END_NOT_DOT}{_END}|\\.{_END_NOT_DOT}|{_END}{_MIDDLE}{{1,253}}{_END})$")
 NAME_RE = re.compile(NAME_PATTERN)
 
 Progress = Callable[[int], None]
@@ -35,11 +49,20 @@ Item = tuple[str, Callable[[], LoadedImage]]
 
 
 def check_name(name: str) -> str:
-    """An identity name: 1-255 characters, no slashes or control characters, no surrounding spaces."""
-    if not NAME_RE.fullmatch(name) or name.strip() != name:
+    """An identity name in Unicode NFC (so "é" typed two ways is one identity): 1-255 characters, no slashes,
+    control, invisible or bidi characters, no surrounding spaces, not "." or "..". Returns the normalised name;
+    raises ``invalid_argument``."""
+    normal = unicodedata.normalize("NFC", name)
+    if not NAME_RE.fullmatch(normal) or normal.strip() != normal:
         raise IdsvcError("invalid_argument", f"invalid identity name {name!r} (1-255 characters, no slashes, "
-                         "no control characters, no surrounding spaces)", name=name)
-    return name
+                         "no control, invisible or bidi characters, no surrounding spaces, not '.' or '..')",
+                         name=name)
+    return normal
+
+
+def name_key(name: str) -> str:
+    """How a name given to look an identity up is compared with stored names (stored names are NFC)."""
+    return unicodedata.normalize("NFC", name)
 
 
 class _Batch:
@@ -58,14 +81,16 @@ class _Batch:
             return
         home, version = self.home, self.home.model.version
         vecs = home.model.pipeline.embed([fc.aligned for _, _, fc in self.pending])
-        new = [NewTemplate(embedding=v, model_version=version, image_sha256=img.sha256, source_path=src,
+        new = [NewTemplate(embedding=v, model_version=version, image_sha256=img.sha256,
+                           source_path=img.stored_source,
                            box=list(fc.face.box), landmarks=fc.face.landmarks.tolist(), det_prob=fc.face.prob,
                            quality=fc.quality.score(), quality_details=fc.quality.as_dict(),
                            crop_landmarks=stored_landmarks(fc.aligned))
                for v, (src, img, fc) in zip(vecs, self.pending)]
-        ids = home.registry.add_templates(self.name, new)
-        paths = home.crops.save({tid: fc.aligned.crop for tid, (_, _, fc) in zip(ids, self.pending)})
-        home.registry.set_crop_paths(paths)
+        commit()  # past a timed-out request's last chance to stop (idsvc.cancel)
+        ids = home.registry.add_templates(self.name, new, store_crops=lambda ids: home.crops.save(
+            {tid: fc.aligned.crop for tid, (_, _, fc) in zip(ids, self.pending)}))
+        crash_point("enroll.committed")
         index.add(np.array(ids), vecs)
         for tid, (src, _, fc) in zip(ids, self.pending):
             self.accepted.append({"path": src, "template_id": tid, "quality": fc.quality.as_dict()})
@@ -73,10 +98,11 @@ class _Batch:
 
 
 def enroll(home: Home, name: str, items: Iterable[Item], progress: Progress | None = None, *,
-           aligned: bool = False) -> dict[str, Any]:
+           aligned: bool = False, commit_every: int | None = COMMIT_EVERY) -> dict[str, Any]:
     """Enroll images into ``name`` (created if new); ``aligned``: each photo is an aligned face crop.
-    Returns accepted / rejected / skipped, one entry per image."""
-    check_name(name)
+    ``commit_every``: images per transaction (None: one transaction for the call, as an HTTP request is all or
+    nothing). Returns accepted / rejected / skipped, one entry per image."""
+    name = check_name(name)
     t0 = time.perf_counter()
     rejected: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
@@ -97,7 +123,11 @@ def enroll(home: Home, name: str, items: Iterable[Item], progress: Progress | No
                     seen.add(image.sha256)
             except IdsvcError as exc:
                 rejected.append({"path": src, "code": exc.code, "reason": exc.message})
-            if len(batch.pending) >= COMMIT_EVERY:
+            except Exception as exc:  # one photo's unexpected failure costs that photo, not the batch
+                log.exception("%s: unexpected failure while reading or detecting", src)
+                err = from_os_error(exc) or IdsvcError("internal", f"{src}: internal error ({exc.__class__.__name__})")
+                rejected.append({"path": src, "code": err.code, "reason": err.message})
+            if commit_every is not None and len(batch.pending) >= commit_every:
                 batch.flush(index)
             if progress:
                 progress(1)

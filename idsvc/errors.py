@@ -7,6 +7,7 @@ Library code raises ``IdsvcError`` and nothing else on purpose; the CLI and the 
 
 from __future__ import annotations
 
+import errno
 from typing import Any, NamedTuple
 
 #: Exit codes of the CLI, documented in the README and ``idsvc --help``.
@@ -28,6 +29,7 @@ CODES: dict[str, Mapping] = {
     # input: the caller gave us something we cannot use. Over HTTP, 400 says the request does not match its documented
     # schema; 422 says it does, but its content cannot be used (not an image, no face).
     "file_not_found": Mapping(EXIT_INPUT, 400, "a named file or folder does not exist"),
+    "file_unreadable": Mapping(EXIT_INPUT, 400, "a named file cannot be read (permissions, name too long, I/O)"),
     "not_an_image": Mapping(EXIT_INPUT, 422, "the bytes are not a decodable image"),
     "truncated_image": Mapping(EXIT_INPUT, 422, "the image file is cut short"),
     "image_too_small": Mapping(EXIT_INPUT, 422, "the image is smaller than the minimum side"),
@@ -99,6 +101,21 @@ class IdsvcError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "details": _jsonable(self.details)}
+
+
+#: OS errors that, when they carry a file name, are about a path the caller named (the library converts the ones it
+#: expects where it opens the file; this catches the rest before they read as a bug).
+_PATH_ERRNOS = {errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.ELOOP, errno.ENOTDIR, errno.EISDIR}
+
+
+def from_os_error(exc: BaseException) -> IdsvcError | None:
+    """``file_unreadable`` for an ``OSError`` about a named path; None for anything else (a missing file is checked
+    where it is named, so an unexpected ENOENT stays a bug)."""
+    if not isinstance(exc, OSError) or exc.errno not in _PATH_ERRNOS or not exc.filename:
+        return None
+    name = str(exc.filename)
+    name = name if len(name) <= 120 else f"{name[:60]}…{name[-60:]}"
+    return IdsvcError("file_unreadable", f"{name}: {exc.strerror}", path=str(exc.filename))
 
 
 def _jsonable(value: Any) -> Any:

@@ -28,7 +28,10 @@ def read_pairs(pairs_file: str | Path, images: str | Path) -> list[Pair]:
     pf, root = Path(pairs_file), Path(images)
     if not pf.is_file():
         raise IdsvcError("file_not_found", f"{pf}: no such pairs file", path=str(pf))
-    lines = [ln.split() for ln in pf.read_text().splitlines() if ln.strip()]
+    try:
+        lines = [ln.split() for ln in pf.read_text().splitlines() if ln.strip()]
+    except UnicodeDecodeError:
+        raise IdsvcError("invalid_pairs_file", f"{pf}: not a text file", path=str(pf)) from None
     try:
         folds, per = int(lines[0][0]), int(lines[0][1])
     except (IndexError, ValueError):
@@ -38,6 +41,9 @@ def read_pairs(pairs_file: str | Path, images: str | Path) -> list[Pair]:
         raise IdsvcError("invalid_pairs_file", f"{pf}: expected {folds * per * 2} pair lines, found {len(body)}")
 
     def img(name: str, num: str) -> Path:
+        if not num.isdigit():
+            raise IdsvcError("invalid_pairs_file", f"{pf}: line {i + 2}: photo number {num!r} is not a number",
+                             path=str(pf), line=i + 2)
         return root / name / f"{name}_{int(num):04d}.jpg"
 
     pairs = []

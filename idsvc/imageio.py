@@ -10,7 +10,7 @@ import hashlib
 import io
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,19 +32,59 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".g
 
 @dataclass(frozen=True)
 class LoadedImage:
-    """(H, W, 3) uint8 RGB pixels, already EXIF-rotated, with the sha256 of the original bytes."""
+    """(H, W, 3) uint8 RGB pixels, already EXIF-rotated, with the sha256 of the original bytes.
+
+    ``source`` names the image in messages (the path as given, or an upload's file name); ``origin`` is the absolute
+    path of a file on this machine, None for uploaded bytes — only an origin is ever opened again (to re-make a lost
+    crop), so an upload's file name is never used as a server path."""
 
     pixels: np.ndarray
     sha256: str
     source: str
+    origin: str | None = None
+
+    @property
+    def stored_source(self) -> str:
+        """What the registry records as the template's ``source_path``: the file's absolute path, or
+        ``upload:NAME`` with the upload's name cleaned of control characters (a label, never a path)."""
+        if self.origin is not None:
+            return self.origin
+        label = "".join(ch for ch in self.source if ch.isprintable())[:200]
+        return f"upload:{label}"
 
 
 def read_bytes(path: str | Path) -> bytes:
-    """Raises ``file_not_found`` for a missing path or a directory."""
+    """Raises ``file_not_found`` for a missing path or a directory, ``file_unreadable`` for one the OS will not
+    read (permissions, a name too long, an I/O error)."""
     p = Path(path)
-    if not p.is_file():
-        raise IdsvcError("file_not_found", f"{p}: no such file", path=str(p))
-    return p.read_bytes()
+    try:
+        if not p.is_file():
+            raise IdsvcError("file_not_found", f"{p}: no such file", path=str(p))
+        return p.read_bytes()
+    except OSError as exc:
+        raise IdsvcError("file_unreadable", f"{short_path(p)}: cannot read ({exc.strerror or exc.__class__.__name__})",
+                         path=str(p)) from None
+
+
+def short_path(p: Path | str, limit: int = 120) -> str:
+    """A path for a one-line message: long names are elided in the middle."""
+    text = str(p)
+    return text if len(text) <= limit else f"{text[:limit // 2]}…{text[-limit // 2:]}"
+
+
+def is_file(p: Path) -> bool:
+    """``Path.is_file`` that answers False, rather than raising, for a name the OS refuses (too long, bad bytes)."""
+    try:
+        return p.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def decode_image(data: bytes, source: str, *, max_pixels: int, min_side: int) -> LoadedImage:
@@ -87,7 +127,8 @@ def decode_image(data: bytes, source: str, *, max_pixels: int, min_side: int) ->
 
 
 def load_image(path: str | Path, *, max_pixels: int, min_side: int) -> LoadedImage:
-    return decode_image(read_bytes(path), str(path), max_pixels=max_pixels, min_side=min_side)
+    image = decode_image(read_bytes(path), str(path), max_pixels=max_pixels, min_side=min_side)
+    return replace(image, origin=str(Path(path).resolve()))
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
@@ -105,7 +146,7 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
 
 def image_files(folder: Path) -> list[Path]:
     """Every image under ``folder`` (recursive, image suffixes only), in a stable order."""
-    return sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(f for f in folder.rglob("*") if is_file(f) and f.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def people_folders(folder: Path) -> dict[str, list[Path]]:
@@ -120,7 +161,7 @@ def check_one_person(paths: list[str]) -> None:
     under one name would merge them. Raises ``invalid_argument`` naming the sub-folders."""
     for raw in paths:
         p = Path(raw).expanduser()
-        if p.is_dir():
+        if is_dir(p):
             people = people_folders(p)
             if len(people) > 1:
                 shown = ", ".join(list(people)[:5]) + (", …" if len(people) > 5 else "")
@@ -133,9 +174,9 @@ def existing_files(paths: list[str]) -> list[Path]:
     """``expand_paths``, refusing the whole batch when a path matches nothing (before any model loads).
     Raises ``file_not_found`` or ``invalid_argument`` (no images at all)."""
     files = expand_paths(paths)
-    missing = [f for f in files if not f.is_file()]
+    missing = [f for f in files if not is_file(f)]
     if missing:
-        raise IdsvcError("file_not_found", f"{missing[0]}: no such file" + (
+        raise IdsvcError("file_not_found", f"{short_path(missing[0])}: no such file" + (
             f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""), path=str(missing[0]))
     if not files:
         raise IdsvcError("invalid_argument", "no images given (folders are searched for image files)")
@@ -152,18 +193,18 @@ def expand_paths(paths: list[str]) -> list[Path]:
     out: list[Path] = []
     for raw in paths:
         p = Path(raw).expanduser()
-        if p.is_dir():
+        if is_dir(p):
             out.extend(image_files(p))
-        elif p.exists():
+        elif is_file(p):
             out.append(p)
         elif any(ch in raw for ch in "*?["):
-            out.extend(sorted(Path(m) for m in glob.glob(str(p), recursive=True) if Path(m).is_file()))
+            out.extend(sorted(Path(m) for m in glob.glob(str(p), recursive=True) if is_file(Path(m))))
         else:
             out.append(p)
     seen: set[Path] = set()
     unique = []
     for f in out:
-        key = f.resolve() if f.exists() else f
+        key = f.resolve() if is_file(f) else f
         if key not in seen:
             seen.add(key)
             unique.append(f)

@@ -23,6 +23,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from idsvc.crash import crash_point
 from idsvc.errors import IdsvcError
 from idsvc.index_manifest import MANIFEST_FILE, ids_checksum
 
@@ -179,8 +180,9 @@ class FaissIndex:
         return self._gpu
 
     # -- persistence --------------------------------------------------------------------------------------------
-    def save(self, directory: Path, model_version: str) -> dict[str, Any]:
-        """Atomically write index + manifest (always a CPU index). Returns the manifest."""
+    def save(self, directory: Path, model_version: str, registry_generation: str | None = None) -> dict[str, Any]:
+        """Atomically write index + manifest (always a CPU index); ``registry_generation``: the registry's token the
+        index reflects. Returns the manifest."""
         directory.mkdir(parents=True, exist_ok=True)
         data = faiss.serialize_index(self.index).tobytes()
         _atomic_write(directory / INDEX_FILE, data)
@@ -188,6 +190,7 @@ class FaissIndex:
             "model_version": model_version, "kind": self.kind, "dim": self.dim, "count": self.ntotal,
             "ids_sha256": ids_checksum(self.ids()), "file_sha256": hashlib.sha256(data).hexdigest(),
             "deleted": sorted(self.deleted), "params": self.params.as_dict(),
+            "registry_generation": registry_generation,
             "saved_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         _atomic_write(directory / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())
@@ -212,11 +215,13 @@ class FaissIndex:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Temp file (``.NAME.PID.tmp``: ``doctor`` knows a dead writer's leftovers by it), fsync, rename, fsync dir."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+    crash_point("index.temp_written")
     os.replace(tmp, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from idsvc.errors import IdsvcError
+from idsvc.registry import UNINDEXED
 from idsvc.vector_store import OpenIndex, Problem, catch_up, id_problems
 
 if TYPE_CHECKING:
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from idsvc.index import FaissIndex, IndexParams
 
 log = logging.getLogger(__name__)
+#: The ``check`` of a saved index that only lags the registry's last commit: reported, never a problem to repair.
+BEHIND = "behind"
 
 
 class IndexStore:
@@ -108,6 +111,9 @@ class IndexStore:
         if manifest is None and not len(self.home.registry.template_ids(model.version)):
             return None, []  # nothing enrolled for this model yet: nothing to index
         if manifest is None:
+            if self.home.registry.get_meta(UNINDEXED) == self.home.registry.generation():
+                return None, [{"check": BEHIND, "problem": "the model switch is committed and its index not built "
+                               "yet; the next search or `idsvc reindex` builds it"}]
             return None, [{"check": "index_file", "problem": "no saved index for this model (any search or "
                            "`idsvc reindex` builds it from the registry)"}]
         problems: list[Problem] = []
@@ -119,8 +125,16 @@ class IndexStore:
                              "problem": f"index dimension {manifest.get('dim')} != model dimension {model.dim}"})
         reg_ids = self.home.registry.template_ids(model.version)
         if manifest.get("ids_sha256") != ids_checksum(reg_ids):
-            problems.append({"check": "ids", "problem": f"the index's templates differ from the registry's "
-                             f"({manifest.get('count')} vectors, {len(reg_ids)} templates)"})
+            saved_at = manifest.get("registry_generation")
+            if saved_at is not None and saved_at != self.home.registry.generation():
+                # The registry committed after this index was saved (a writer killed between the two steps, or a
+                # replica's write): expected, and the next open catches the index up from the registry.
+                problems.append({"check": BEHIND, "problem": f"the saved index is behind the registry's last write "
+                                 f"({manifest.get('count')} vectors, {len(reg_ids)} templates); the next search or "
+                                 "`idsvc reindex` catches it up"})
+            else:
+                problems.append({"check": "ids", "problem": f"the index's templates differ from the registry's "
+                                 f"({manifest.get('count')} vectors, {len(reg_ids)} templates)"})
         index_file = self.directory() / "index.faiss"
         if not index_file.is_file():
             problems.append({"check": "index_file", "problem": "index file missing"})
@@ -151,9 +165,10 @@ class IndexStore:
         remaining = self.home.registry.template_ids(self.home.model.version)
         gone = agreed - set(remaining.tolist())
         before = set(manifest.get("deleted", []))
-        manifest.update(deleted=sorted(before | gone), count=len(remaining), ids_sha256=ids_checksum(remaining))
+        manifest.update(deleted=sorted(before | gone), count=len(remaining), ids_sha256=ids_checksum(remaining),
+                        registry_generation=self.home.registry.generation())
         path = self.directory() / MANIFEST_FILE
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(manifest, indent=1))
         os.replace(tmp, path)
 
@@ -193,7 +208,7 @@ class IndexStore:
             fresh = self.build()
         try:
             with self.home.lock.hold(timeout=0):
-                self.save(fresh, verify=False)
+                self.save(fresh, verify=False, generation=generation)
         except IdsvcError:  # another writer is busy; serve the in-memory index, it will save its own
             self._open = OpenIndex(fresh, {"model_version": self.home.model.version, "kind": fresh.kind,
                                            "count": fresh.ntotal}, mtime, True)
@@ -202,17 +217,18 @@ class IndexStore:
             self._open.generation = generation
         return self._open  # type: ignore[return-value]
 
-    def save(self, index: FaissIndex, *, verify: bool = True) -> None:
+    def save(self, index: FaissIndex, *, verify: bool = True, generation: str | None = None) -> None:
         """Write atomically (temp file, fsync, rename); with ``verify``, rebuild from the registry if the saved index
-        disagrees with it (it should not: the registry wins)."""
+        disagrees with it (it should not: the registry wins). ``generation``: the registry token the index was made
+        from, when it was read before (``open``); by default the current one (a writer saves under the write lock
+        right after its commit)."""
         d = self.directory()
+        generation = generation or self.home.registry.generation()
         try:
-            manifest = index.save(d, self.home.model.version)
+            manifest = index.save(d, self.home.model.version, generation)
         except OSError as exc:
             raise IdsvcError("home_unwritable", f"cannot write the index in {d}: {exc.strerror}") from None
-        # Saved under the write lock right after the registry's write: the index reflects its current generation.
-        self._open = OpenIndex(index, manifest, (d / "manifest.json").stat().st_mtime, False,
-                               self.home.registry.generation())
+        self._open = OpenIndex(index, manifest, (d / "manifest.json").stat().st_mtime, False, generation)
         if verify and self.check(index, manifest):
             self.save(self.build(), verify=False)
             self._open.repaired = True

@@ -19,6 +19,7 @@ from idsvc.align import (
     template,
     whole_image_crop,
 )
+from idsvc.cancel import checkpoint
 from idsvc.detect import Detector, Face
 from idsvc.encoder import EmbeddingModel
 from idsvc.errors import IdsvcError
@@ -68,10 +69,12 @@ class Pipeline:
         return f"pad{PAD_FRACTION}-tight{s.tight_crop_outside}-{s.tight_crop_mode}-landmarks-settled-whole-fallback"
 
     def load(self, path: str | Path) -> LoadedImage:
+        checkpoint()  # one photo is the unit of work a timed-out request stops after (idsvc.cancel)
         s = self.settings
         return load_image(path, max_pixels=s.max_image_pixels, min_side=s.min_image_side)
 
     def decode(self, data: bytes, source: str) -> LoadedImage:
+        checkpoint()
         s = self.settings
         return decode_image(data, source, max_pixels=s.max_image_pixels, min_side=s.min_image_side)
 
@@ -177,6 +180,7 @@ class Pipeline:
 
     def embed(self, aligned: list[Aligned]) -> np.ndarray:
         """Crops (with their landmarks) → (N, D) float32 L2-normalised."""
+        checkpoint()
         if self.encoder is None:
             raise IdsvcError("internal", "this pipeline was built without an encoder")
         if not aligned:

@@ -25,12 +25,18 @@ from sqlalchemy import Engine, create_engine, delete, event, func, insert, selec
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from idsvc import schema as t
+from idsvc.crash import crash_point
 from idsvc.errors import IdsvcError
 from idsvc.settings import packaged
 
 MIGRATIONS = packaged("idsvc.migrations", "migrations")
 GENERATION = "vectors_generation"
 NAMES_GENERATION = "names_generation"
+#: The active model's checkpoint path, set by a model switch (``ActiveModel`` reads it).
+ACTIVE_MODEL_KEY = "active_model_path"
+#: The generation at which a model switch committed: until the next write, a missing index of the new version is the
+#: expected state (not yet built), not damage.
+UNINDEXED = "unindexed_generation"
 log = logging.getLogger(__name__)
 
 
@@ -214,8 +220,12 @@ class Registry:
         with self.engine.connect() as conn:
             return {r.image_sha256: r.name for r in conn.execute(q)}
 
-    def add_templates(self, name: str, items: list[NewTemplate], *, metadata: dict | None = None) -> list[int]:
-        """Create the identity if needed and store the templates, all in one transaction. Returns template ids."""
+    def add_templates(self, name: str, items: list[NewTemplate], *, metadata: dict | None = None,
+                      store_crops: Callable[[list[int]], dict[int, str]] | None = None) -> list[int]:
+        """Create the identity if needed and store the templates, all in one transaction. ``store_crops(ids)`` writes
+        their crops inside that transaction and returns ``{id: crop path}``, recorded before the commit: a template
+        is never visible without its crop, and a kill before the commit leaves only unreferenced files (which
+        ``doctor --fix`` sweeps). Returns template ids."""
         with self.engine.begin() as conn:
             ident = conn.execute(select(t.identities.c.id).where(t.identities.c.name == name)).scalar()
             if ident is None:
@@ -237,6 +247,10 @@ class Registry:
                     raise IdsvcError("already_enrolled", f"{it.source_path}: image already enrolled",
                                      path=it.source_path) from None
                 ids.append(_new_id(res))
+            if store_crops is not None:
+                for tid, path in store_crops(ids).items():
+                    conn.execute(update(t.templates).where(t.templates.c.id == tid).values(crop_path=path))
+                crash_point("enroll.crops_written")
             self._changed(conn)
         return ids
 
@@ -343,9 +357,10 @@ class Registry:
                 conn.execute(insert(t.pending_embeddings).values(
                     template_id=tid, model_version=model_version, embedding=to_blob(vec), dim=int(vec.shape[0])))
 
-    def switch_model(self, model_version: str) -> int:
-        """Move every pending embedding of ``model_version`` into ``templates`` in one transaction, only if every
-        template has one. Returns how many templates moved."""
+    def switch_model(self, model_version: str, model_path: str | None = None) -> int:
+        """Move every pending embedding of ``model_version`` into ``templates`` and make ``model_path`` the active
+        checkpoint, in one transaction, only if every template has one: a kill leaves the old model or the new one,
+        never a mix. Returns how many templates moved."""
         with self.engine.begin() as conn:
             total = conn.execute(select(func.count()).select_from(t.templates)).scalar_one()
             pend = conn.execute(select(t.pending_embeddings.c.template_id, t.pending_embeddings.c.embedding,
@@ -359,7 +374,10 @@ class Registry:
                     embedding=r.embedding, dim=r.dim, model_version=model_version))
             conn.execute(delete(t.pending_embeddings))
             self._set_meta(conn, "active_model_version", model_version)
-            self._changed(conn)
+            if model_path is not None:
+                self._set_meta(conn, ACTIVE_MODEL_KEY, model_path)
+            token = self._changed(conn)
+            self._set_meta(conn, UNINDEXED, token)
         return len(pend)
 
     # -- thresholds ---------------------------------------------------------------------------------------------
@@ -477,7 +495,8 @@ class Registry:
             return
         with self.engine.begin() as conn:
             for table in ("identities", "templates", "thresholds", "api_keys"):
-                conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+                # table names from the fixed tuple above, never from input
+                conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608 # nosec B608
                                      f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)")
 
     # -- API keys -----------------------------------------------------------------------------------------------
@@ -533,8 +552,10 @@ class Registry:
         return self.get_meta(GENERATION) or "0"
 
     @classmethod
-    def _changed(cls, conn: Any) -> None:
-        cls._set_meta(conn, GENERATION, uuid.uuid4().hex)
+    def _changed(cls, conn: Any) -> str:
+        token = uuid.uuid4().hex
+        cls._set_meta(conn, GENERATION, token)
+        return token
 
     def schema_revision(self) -> str:
         with self.engine.connect() as conn:

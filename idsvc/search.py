@@ -10,7 +10,7 @@ import numpy as np
 
 from idsvc.errors import IdsvcError
 from idsvc.home import Home
-from idsvc.imageio import ImageInput, LoadedImage
+from idsvc.imageio import ImageInput, LoadedImage, is_file, short_path
 from idsvc.thresholds import resolve_threshold
 
 if TYPE_CHECKING:
@@ -20,8 +20,8 @@ def require_files(*images: ImageInput) -> None:
     """Refuse a missing file before any model loads (a typo should not cost the model's load time).
     Raises ``file_not_found``."""
     for image in images:
-        if not isinstance(image, tuple) and not Path(image).is_file():
-            raise IdsvcError("file_not_found", f"{image}: no such file", path=str(image))
+        if not isinstance(image, tuple) and not is_file(Path(image)):
+            raise IdsvcError("file_not_found", f"{short_path(image)}: no such file", path=str(image))
 
 
 def load(home: Home, image: ImageInput) -> LoadedImage:

@@ -20,6 +20,7 @@ from idsvc import auth, doctor, enroll, identities, search, upgrade, verify
 from idsvc.errors import IdsvcError
 from idsvc.home import Home
 from idsvc.imageio import ImageInput
+from idsvc.index_store import BEHIND
 from idsvc.settings import Settings
 from idsvc.thresholds import resolve_threshold
 from idsvc.write_lock import ensure_home
@@ -61,7 +62,7 @@ class Service:
         several sub-folders is refused unless ``recursive`` says they are all this one person."""
         from idsvc.imageio import check_one_person, expand_paths
 
-        enroll.check_name(name)
+        name = enroll.check_name(name)
         if not recursive:
             check_one_person(paths)
         files = expand_paths(paths)  # checked before any model loads
@@ -152,12 +153,12 @@ class Service:
 
     def enroll_bytes(self, name: str, images: list[tuple[bytes, str]], *, aligned: bool = False) -> dict[str, Any]:
         """The API's enroll: images as (bytes, filename)."""
-        enroll.check_name(name)
+        name = enroll.check_name(name)
         if not images:
             raise IdsvcError("invalid_argument", "no images given")
         pipeline = self.home.model.pipeline
         items = ((src, partial(pipeline.decode, d, src)) for d, src in images)
-        return enroll.enroll(self.home, name, items, aligned=aligned)
+        return enroll.enroll(self.home, name, items, aligned=aligned, commit_every=None)
 
     def enroll_each_bytes(self, images: list[tuple[bytes, str]], *, aligned: bool = False) -> dict[str, Any]:
         """The API's ``enroll --each``: each upload's file name is ``PERSON/PHOTO`` (the last folder names the
@@ -224,8 +225,14 @@ class Service:
     def list_identities(self) -> list[dict[str, Any]]:
         return identities.list_identities(self.home)
 
-    def show_identity(self, name: str) -> dict[str, Any]:
-        return identities.show_identity(self.home, name)
+    def show_identity(self, name: str, *, server_paths: bool = True) -> dict[str, Any]:
+        """An identity and its templates. Without ``server_paths`` (an API key below admin), each template's source is
+        only its file name and its crop path is withheld: a client has no use for the server's folders."""
+        ident = identities.show_identity(self.home, name)
+        if not server_paths:
+            for tpl in ident["template_list"]:
+                tpl.update(source_path=_file_name(tpl.get("source_path")), crop_path=None)
+        return ident
 
     def rename_identity(self, old: str, new: str) -> dict[str, Any]:
         return identities.rename_identity(self.home, old, new)
@@ -334,9 +341,11 @@ class Service:
             target.close()
 
     # -- operations -----------------------------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    def status(self, *, server_paths: bool = True) -> dict[str, Any]:
         """Counts, model, threshold and whether the saved index agrees with the registry — read from the model card
-        and the index manifest, so it loads neither the model nor the index (``doctor`` looks deeper)."""
+        and the index manifest, so it loads neither the model nor the index (``doctor`` looks deeper). Without
+        ``server_paths`` the home, database URL and index location are withheld and the model is named by its file
+        name only."""
         from idsvc.registry import redact
 
         home, model = self.home, self.home.model
@@ -347,7 +356,7 @@ class Service:
             thr, source = resolve_threshold(home)
         except IdsvcError:
             thr, source = None, None
-        return {
+        report = {
             "home": str(self.settings.home), "db": redact(self.settings.db_url),
             "schema": home.registry.schema_revision(),
             "model": {"path": str(model.path), "name": model.card["name"], "version": model.version,
@@ -360,6 +369,11 @@ class Service:
                       "path": home.index.location()},
             "threshold": thr, "threshold_source": source,
         }
+        if not server_paths:  # an API key below admin: counts and health, not where things live on the server
+            report.update(home=None, db=None)
+            report["model"]["path"] = Path(report["model"]["path"]).name
+            report["index"]["path"] = None
+        return report
 
     def readiness(self) -> dict[str, Any]:
         """Can this process answer searches now? The model is loaded, the database answers, the saved index agrees
@@ -372,7 +386,8 @@ class Service:
             checks["database"] = exc.message if isinstance(exc, IdsvcError) else exc.__class__.__name__
         if checks["database"] == "ok":
             _, problems = self.home.index.check_manifest()
-            checks["index"] = "; ".join(p["problem"] for p in problems) or "ok"
+            # behind the registry's last commit: the next search catches up, so that alone does not make us unready
+            checks["index"] = "; ".join(p["problem"] for p in problems if p["check"] != BEHIND) or "ok"
         else:
             checks["index"] = "not checked (no database)"
         return {"ready": all(v == "ok" for v in checks.values()), "checks": checks}
@@ -383,6 +398,13 @@ class Service:
 
     def doctor(self, *, fix: bool = False) -> dict[str, Any]:
         return doctor.doctor(self.home, fix=fix)
+
+
+def _file_name(path: str | None) -> str | None:
+    """A template's source as a client may see it: the file name of a server path, an upload's label as it is."""
+    if path is None or path.startswith("upload:"):
+        return path
+    return Path(path).name
 
 
 def _totals(results: list[dict[str, Any]]) -> dict[str, int]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from idsvc.crash import crash_point
 from idsvc.home import Home
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,10 @@ def upgrade_model(home: Home, path: Path, progress: Callable[..., None] | None =
         made = [home.crops.crop_for(r, home.model.pipeline, new.input_size) for r in part]
         vecs = new.embed(np.stack([a.crop for a in made]), np.stack([a.landmarks for a in made]))
         registry.add_pending(new.version, dict(zip((r["id"] for r in part), vecs)))  # committed
+        crash_point("upgrade.embedded")
         if progress:
             progress(len(part))
-    moved = registry.switch_model(new.version)
+    moved = registry.switch_model(new.version, str(Path(str(new.path)).resolve()))
     home.model.switch(new)
     home.index.forget()
     log.info("switched %d templates from %s to %s (%d re-embedded, %d resumed) in %.2f s", moved, old_versions,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from idsvc.enroll import name_key
 from idsvc.errors import IdsvcError
 from idsvc.home import Home
 from idsvc.imageio import ImageInput
@@ -31,6 +32,7 @@ def verify_identity(home: Home, image: ImageInput, name: str, *, threshold: floa
     """The best score over ``name``'s templates of the active model version. Raises ``identity_not_found`` and
     ``model_mismatch`` (the identity has templates of other model versions only)."""
     require_files(image)
+    name = name_key(name)
     thr, source = resolve_threshold(home, threshold)
     version = home.model.version
     vecs, others = home.registry.identity_embeddings(name, version)

@@ -8,6 +8,7 @@ database on a throwaway PostgreSQL cluster and its own Milvus Lite file, through
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -239,3 +241,33 @@ def live_server(make_service) -> Iterator[Callable[[Settings], str]]:
     yield start
     for stop in stops:
         stop()
+
+
+def make_keys(home: Path) -> dict[str, str]:
+    """An API key of each scope (and a revoked admin key) in ``home``, through the real CLI: {scope: secret}."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    keys = {}
+    for name, sc in (("reader", "read"), ("writer", "write"), ("boss", "admin"), ("revoked", "admin")):
+        r = CliRunner().invoke(app, ["--home", str(home), "--json", "keys", "create", name, "--scope", sc])
+        keys[name if name == "revoked" else sc] = json.loads(r.stdout)["key"]
+    CliRunner().invoke(app, ["--home", str(home), "keys", "revoke", "revoked"])
+    return keys
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, shared_pipeline) -> Iterator[dict[str, Any]]:
+    from idsvc.pipeline import Pipeline
+    from idsvc.service import Service
+
+    home = tmp_path_factory.mktemp("api") / "home"
+    keys = make_keys(home)
+    s = load_settings(home=home, device="cpu", api_max_body_bytes=3_000_000)
+    svc = Service(s, encoder=shared_pipeline.encoder,
+                  pipeline=Pipeline(s, shared_pipeline.encoder, shared_pipeline.detector))
+    base, stop = start_server(s, svc)
+    yield {"base": base, "home": home, "keys": keys}
+    stop()
+    svc.close()

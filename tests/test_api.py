@@ -19,37 +19,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
 from idsvc.settings import load_settings
-from tests.conftest import CELEBA, SAMPLES, free_port, start_server
+from tests.conftest import CELEBA, SAMPLES, free_port, make_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
-
-
-def make_keys(home: Path) -> dict[str, str]:
-    keys = {}
-    for name, sc in (("reader", "read"), ("writer", "write"), ("boss", "admin"), ("revoked", "admin")):
-        r = runner.invoke(app, ["--home", str(home), "--json", "keys", "create", name, "--scope", sc])
-        keys[name if name == "revoked" else sc] = json.loads(r.stdout)["key"]
-    runner.invoke(app, ["--home", str(home), "keys", "revoke", "revoked"])
-    return keys
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, shared_pipeline) -> Iterator[dict[str, Any]]:
-    from idsvc.pipeline import Pipeline
-    from idsvc.service import Service
-
-    home = tmp_path_factory.mktemp("api") / "home"
-    keys = make_keys(home)
-    s = load_settings(home=home, device="cpu", api_max_body_bytes=3_000_000)
-    svc = Service(s, encoder=shared_pipeline.encoder,
-                  pipeline=Pipeline(s, shared_pipeline.encoder, shared_pipeline.detector))
-    base, stop = start_server(s, svc)
-    yield {"base": base, "home": home, "keys": keys}
-    stop()
-    svc.close()
 
 
 def client(server: dict[str, Any], scope: str | None) -> httpx.Client:

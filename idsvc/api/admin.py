@@ -37,9 +37,10 @@ async def ready(request: Request) -> dict[str, Any]:
 
 
 @router.get("/status", response_model=Status, responses=responses(*COMMON, *AUTHED))
-async def status(request: Request, _: Reader) -> dict[str, Any]:
-    """Counts, the active model, the threshold and whether the index agrees with the registry."""
-    return await call(request, lambda s: s.status())
+async def status(request: Request, key: Reader) -> dict[str, Any]:
+    """Counts, the active model, the threshold and whether the index agrees with the registry (server paths and
+    the database URL for admin keys only)."""
+    return await call(request, lambda s: s.status(server_paths=key["scope"] == "admin"))
 
 
 @router.post("/reindex", response_model=Reindexed, responses=responses(*COMMON, *AUTHED))

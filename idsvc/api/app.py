@@ -44,7 +44,9 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     for router in (faces.router, identities.router, batch.router, admin.router, admin.scrape):
         app.include_router(router)
     app.openapi = lambda: contract.openapi(app)  # type: ignore[method-assign]
-    gate = KeyGate(BodyLimit(app, settings.api_max_body_bytes), lambda secret: svc.authenticate(secret, "read"))
+    failures = RateLimiter(settings.home / "api-rate.sqlite3", settings.api_failed_auth_per_minute)
+    gate = KeyGate(BodyLimit(app, settings.api_max_body_bytes), lambda secret: svc.authenticate(secret, "read"),
+                   failures)
     return RequestIds(RequestMetrics(gate))
 
 

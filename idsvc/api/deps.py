@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 from fastapi import Depends, Request, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from idsvc import cancel
 from idsvc.api.limits import RateLimiter
 from idsvc.auth import require_scope
-from idsvc.errors import IdsvcError
+from idsvc.cancel import Cancellation, checkpoint
 from idsvc.service import Service
 from idsvc.settings import Settings
 
@@ -58,18 +59,26 @@ def scope(needed: str) -> Callable[..., dict[str, Any]]:
 
 
 async def call(request: Request, fn: Callable[[Service], T]) -> T:
-    """Run ``fn(service)`` in a worker thread under the model lock, within the request time limit (``timeout``)."""
+    """Run ``fn(service)`` in a worker thread under the model lock, within the request time limit (``timeout``).
+
+    Past the limit the work is cancelled and waited for (see ``idsvc.cancel``): a 504 means nothing was committed, and
+    the thread has let go of the model lock before the 504 is sent, so the next request is not stuck behind it."""
     st = state(request)
+    limit = st.settings.api_request_timeout_s
+    token = Cancellation(limit)
 
     def locked() -> T:
         with st.model_lock:
+            checkpoint()  # cancelled while queued behind another request: do not start
             return fn(st.service)
 
-    limit = st.settings.api_request_timeout_s
+    cancel.current.set(token)  # copied into the worker thread's context by to_thread
+    work = asyncio.ensure_future(asyncio.to_thread(locked))
     try:
-        return await asyncio.wait_for(asyncio.to_thread(locked), limit)
+        return await asyncio.wait_for(asyncio.shield(work), limit)
     except TimeoutError:
-        raise IdsvcError("timeout", f"request took longer than {limit:g} s") from None
+        token.cancel()
+        return await work  # stops at its next checkpoint (504, nothing stored) or finishes a begun commit
 
 
 async def image(upload: UploadFile) -> tuple[bytes, str]:

@@ -42,9 +42,9 @@ async def identities(request: Request, _: Reader) -> dict[str, Any]:
 
 
 @router.get("/identities/{name}", response_model=IdentityDetail, responses=responses(*COMMON, *AUTHED, 404))
-async def identity(request: Request, name: IdentityName, _: Reader) -> dict[str, Any]:
-    """One identity and its templates."""
-    return await call(request, lambda s: s.show_identity(name))
+async def identity(request: Request, name: IdentityName, key: Reader) -> dict[str, Any]:
+    """One identity and its templates (server paths for admin keys only)."""
+    return await call(request, lambda s: s.show_identity(name, server_paths=key["scope"] == "admin"))
 
 
 @router.patch("/identities/{name}", response_model=Identity,
@@ -61,9 +61,10 @@ async def delete(request: Request, name: IdentityName, _: Writer) -> dict[str, A
 
 
 @router.get("/identities/{name}/templates", response_model=TemplateList, responses=responses(*COMMON, *AUTHED, 404))
-async def templates(request: Request, name: IdentityName, _: Reader) -> dict[str, Any]:
-    """An identity's templates."""
-    return {"templates": (await call(request, lambda s: s.show_identity(name)))["template_list"]}
+async def templates(request: Request, name: IdentityName, key: Reader) -> dict[str, Any]:
+    """An identity's templates (server paths for admin keys only)."""
+    paths = key["scope"] == "admin"
+    return {"templates": (await call(request, lambda s: s.show_identity(name, server_paths=paths)))["template_list"]}
 
 
 @router.delete("/templates/{template_id}", response_model=DeletedTemplate,

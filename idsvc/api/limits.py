@@ -22,7 +22,9 @@ from idsvc.errors import IdsvcError
 
 
 class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes (by Content-Length, and by counting when it is absent)."""
+    """Refuse request bodies over ``limit`` bytes: by Content-Length before reading, and by counting when it is absent
+    (chunked uploads). A counted overrun answers 413 too — whatever the body parser would have said about the cut-off
+    body is dropped in favour of it."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -30,21 +32,37 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        too_large = IdsvcError("too_large", f"request body is over {self.limit} bytes")
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and int(declared) > self.limit:
-            return await problem(IdsvcError("too_large", f"request body is over {self.limit} bytes"), scope)(
-                scope, receive, send)
-        seen = 0
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await problem(too_large, scope)(scope, receive, send)
+        seen, over, started = 0, False, False
 
         async def counted() -> MutableMapping[str, Any]:
-            nonlocal seen
+            nonlocal seen, over
             msg = await receive()
             seen += len(msg.get("body", b""))
             if seen > self.limit:
-                raise IdsvcError("too_large", f"request body is over {self.limit} bytes")
+                over = True
+                raise too_large
             return msg
 
-        await self.app(scope, counted, send)
+        async def guarded(msg: MutableMapping[str, Any]) -> None:
+            nonlocal started
+            if over:
+                if msg["type"] == "http.response.start" and not started:
+                    started = True
+                    await problem(too_large, scope)(scope, receive, send)
+                return  # the app's own answer to the cut-off body is replaced by the 413
+            started = started or msg["type"] == "http.response.start"
+            await send(msg)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except IdsvcError:
+            if not (over and not started):
+                raise
+            await problem(too_large, scope)(scope, receive, send)
 
 
 #: Routes under /v1 that need no key.
@@ -53,20 +71,31 @@ OPEN_ROUTES = frozenset({"/v1/health", "/v1/ready"})
 
 class KeyGate:
     """Refuse a /v1 request with no known, unrevoked key before anything reads its body: a stranger who can reach the
-    port cannot make the server receive and parse 20 MB uploads. The key's record is left in the request state, where
-    the route's own dependency checks its scope and rate without looking it up again."""
+    port cannot make the server receive and parse 20 MB uploads. Wrong keys count against the client's address
+    (``failures``: a bucket per address, shared by the workers); a client out of attempts is refused with 429 before
+    its key is even looked up, so guessing keys costs the guesser, not the database. A request with no key at all is
+    not a guess and always gets its 401 (which costs no lookup). The key's record is left in the
+    request state, where the route's own dependency checks its scope and rate without looking it up again."""
 
-    def __init__(self, app: ASGIApp, authenticate: Callable[[str | None], dict[str, Any]]) -> None:
-        self.app, self.authenticate = app, authenticate
+    def __init__(self, app: ASGIApp, authenticate: Callable[[str | None], dict[str, Any]],
+                 failures: RateLimiter | None = None) -> None:
+        self.app, self.authenticate, self.failures = app, authenticate, failures
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] == "http" and path.startswith("/v1/") and path not in OPEN_ROUTES:
+            client = f"auth-failures:{(scope.get('client') or ('?', 0))[0]}"
             auth = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
             kind, secret = get_authorization_scheme_param(auth)  # what HTTPBearer reads
+            presented = secret if kind.lower() == "bearer" and secret else None
+            counted = self.failures is not None and presented is not None  # no key at all is not a guess: 401
             try:
-                key = await asyncio.to_thread(self.authenticate, secret if kind.lower() == "bearer" else None)
+                if counted:
+                    await asyncio.to_thread(self.failures.refuse_if_empty, client)  # type: ignore[union-attr]
+                key = await asyncio.to_thread(self.authenticate, presented)
             except IdsvcError as exc:
+                if exc.code == "unauthorized" and counted:
+                    await asyncio.to_thread(self.failures.take, client)  # type: ignore[union-attr]
                 return await problem(exc, scope)(scope, receive, send)
             scope.setdefault("state", {})["api_key"] = key
         await self.app(scope, receive, send)
@@ -95,6 +124,22 @@ class RateLimiter:
 
     def check(self, key: str) -> None:
         """Take one token from ``key``'s bucket. Raises ``rate_limited`` when it is empty."""
+        tokens = self._take(key, consume=True)
+        if tokens < 1:
+            raise self._limited(tokens, "too many requests for this API key")
+
+    def take(self, key: str) -> None:
+        """Take a token if there is one (counting a failure); never raises."""
+        self._take(key, consume=True)
+
+    def refuse_if_empty(self, key: str) -> None:
+        """Raises ``rate_limited`` when ``key``'s bucket is empty, without taking a token."""
+        tokens = self._take(key, consume=False)
+        if tokens < 1:
+            raise self._limited(tokens, "too many failed authentications from this address")
+
+    def _take(self, key: str, *, consume: bool) -> float:
+        """The bucket's tokens before this request (refilled to now), taking one when ``consume`` and there is one."""
         con = getattr(self.local, "con", None)
         if con is None:
             con = self.local.con = self._connect()
@@ -104,12 +149,13 @@ class RateLimiter:
             row = con.execute("SELECT tokens, at FROM buckets WHERE key = ?", (key,)).fetchone()
             tokens, last = row if row and row[1] <= now else (self.capacity, now)
             tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            allowed = tokens >= 1
-            con.execute("INSERT OR REPLACE INTO buckets VALUES (?, ?, ?)", (key, tokens - 1 if allowed else tokens,
-                                                                            now))
+            if consume:
+                con.execute("INSERT OR REPLACE INTO buckets VALUES (?, ?, ?)",
+                            (key, tokens - 1 if tokens >= 1 else tokens, now))
         finally:
             con.execute("COMMIT")
-        if not allowed:
-            wait = math.ceil((1 - tokens) / self.rate) if self.rate else 60
-            raise IdsvcError("rate_limited", f"too many requests for this API key; retry in {wait} s",
-                             retry_after=wait)
+        return float(tokens)
+
+    def _limited(self, tokens: float, why: str) -> IdsvcError:
+        wait = math.ceil((1 - tokens) / self.rate) if self.rate else 60
+        return IdsvcError("rate_limited", f"{why}; retry in {wait} s", retry_after=wait)

@@ -160,12 +160,13 @@ class Template(BaseModel):
     id: int
     model_version: str
     image_sha256: str
-    source_path: str | None
+    source_path: str | None = Field(description="the photo's path (admin keys), its file name (other keys), or "
+                                    "`upload:NAME` for an uploaded photo")
     box: list[float] | None
     det_prob: float | None
     quality: float | None
     quality_details: dict[str, Any] | None
-    crop_path: str | None
+    crop_path: str | None = Field(description="the stored crop on the server; admin keys only")
     created_at: str
 
 
@@ -244,12 +245,12 @@ class StatusIndex(BaseModel):
     vectors: int
     in_agreement: bool
     problems: list[str]
-    path: str
+    path: str | None = Field(description="where the vectors live; admin keys only")
 
 
 class Status(BaseModel):
-    home: str
-    db: str
+    home: str | None = Field(description="the server's home folder; admin keys only")
+    db: str | None = Field(description="the registry's database URL, password redacted; admin keys only")
     schema_: str | None = Field(alias="schema")
     model: StatusModel
     identities: int

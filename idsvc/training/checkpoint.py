@@ -32,7 +32,9 @@ def load_latest(cfg: TrainConfig) -> tuple[dict[str, Any], Path]:
     latest = sorted(checkpoint_dir(cfg).glob("epoch-*.pt"))
     if not latest:
         raise IdsvcError("file_not_found", f"--resume: no checkpoints in {checkpoint_dir(cfg)}")
-    state = torch.load(latest[-1], weights_only=False)
+    # The run's own checkpoints, written by save() into its output folder (optimizer state and RNG states need full
+    # unpickling); never a file from elsewhere.
+    state = torch.load(latest[-1], weights_only=False)  # nosec B614
     changed = cfg.differences(state.get("config", {}))
     if changed:
         saved = state["config"]
