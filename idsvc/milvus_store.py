@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from idsvc.errors import IdsvcError
+from idsvc.index_store import BEHIND
 from idsvc.vector_store import OpenIndex, Problem, catch_up, id_problems
 
 if TYPE_CHECKING:
@@ -166,8 +167,13 @@ class MilvusStore:
         return index
 
     def save(self, index: Any, *, verify: bool = True) -> None:
-        """Milvus has the writes already; remember which registry generation the collection reflects."""
+        """Milvus has the writes already; remember which registry generation the collection reflects (in memory, and
+        in the registry, where ``check_manifest`` tells a collection behind a later commit from a damaged one)."""
+        self._synced(self.home.registry.generation())
         self._open = OpenIndex(index, {"kind": "milvus"}, 0.0, False, self.home.registry.generation())
+
+    def _synced(self, generation: str) -> None:
+        self.home.registry.set_meta(f"milvus_synced:{collection_name(self.home.model.version)}", generation)
 
     def open(self, *, repair: bool = True) -> OpenIndex:
         """The collection, caught up with the registry whenever the registry's generation token changed."""
@@ -183,6 +189,7 @@ class MilvusStore:
         if problems:
             with self.home.lock.hold():
                 added, removed = catch_up(index, self.home.registry, self.home.model.version, wanted, have)
+                self._synced(generation)
             log.info("Milvus collection caught up with the registry: %d added, %d removed", added, removed)
         self._open = OpenIndex(index, {"kind": "milvus"}, 0.0, bool(problems), generation)
         return self._open
@@ -198,6 +205,11 @@ class MilvusStore:
                 return None, []
             return None, [{"check": "index_file", "problem": f"no Milvus collection for this model in {self.uri}"}]
         problems = self._compare(index)
+        synced = self.home.registry.get_meta(f"milvus_synced:{collection_name(self.home.model.version)}")
+        if problems and synced is not None and synced != self.home.registry.generation():
+            # a writer killed between its commit and its Milvus write, or a replica's write: the next open catches up
+            problems = [{"check": BEHIND, "problem": "the collection is behind the registry's last write; the next "
+                         "search or `idsvc reindex` catches it up"}]
         return {"kind": "milvus", "count": index.ntotal, "model_version": self.home.model.version}, problems
 
     def agreed_ids(self) -> set[int] | None:
@@ -210,6 +222,7 @@ class MilvusStore:
         index = self._existing()
         if gone and index is not None:
             index.remove(gone)
+        self._synced(self.home.registry.generation())
         if self._open is not None:  # the collection now reflects the registry's latest write
             self._open.generation = self.home.registry.generation()
 

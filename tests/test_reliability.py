@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from idsvc.settings import load_settings
-from tests.conftest import CELEBA, free_port, make_keys
+from tests.conftest import CELEBA, free_port, make_keys, permuted_model
 from tests.test_api import is_problem
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,11 +218,13 @@ def test_a_timed_out_enroll_stores_nothing_and_the_next_request_succeeds(tmp_pat
     assert one.status_code == 200 and len(one.json()["accepted"]) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.embedded_only
 def test_an_api_server_killed_mid_enroll_leaves_a_home_doctor_calls_clean(tmp_path):
     """``idsvc serve`` killed (SIGKILL, by the crash hook) after the enroll's crops are written and before its commit,
     and again after the commit and before the index is saved: doctor reports no problem without --fix (leftovers
-    and a lagging index are not damage) and the uploads' names were never used as paths."""
+    and a lagging index are not damage), the uploads' names were never used as paths, and a model upgrade is
+    accepted (every template has its crop)."""
     home = tmp_path / "home"
     keys = make_keys(home)
     src = sorted((CELEBA / "7206").glob("*.jpg"))[:3]
@@ -254,8 +256,12 @@ def test_an_api_server_killed_mid_enroll_leaves_a_home_doctor_calls_clean(tmp_pa
     assert len(stored) == 3 and all(s.startswith("upload:") for (s,) in stored)  # the committed run's three
     doc = json.loads(idsvc(home, "--json", "doctor", "--fix").stdout)
     assert doc["ok"] and doc["leftovers"] == []
+    permuted_model(tmp_path / "new.pt")
+    up = json.loads(idsvc(home, "--json", "reindex", "--model", str(tmp_path / "new.pt")).stdout)
+    assert up["upgrade"]["templates"] == 3 and up["vectors"] == 3
 
 
+@pytest.mark.embedded_only  # the FAISS store's files (Milvus keeps its own)
 def test_doctor_lists_and_removes_orphaned_temp_files(tmp_path, photos):
     home = tmp_path / "h"
     assert idsvc(home, "enroll", "Tony Blair", *map(str, photos("lfw", "Tony_Blair", 1, 2))).exit_code == 0

@@ -153,6 +153,28 @@ def test_doctor_finds_a_disagreement_and_repairs_it(make_home):
     assert np.array_equal(home.index.open().index.ids(), np.array(sorted(ids)))
 
 
+def test_a_commit_the_store_never_saw_is_behind_not_damage(make_home):
+    """A writer killed between its registry commit and its vector write: the store is "behind" (a note doctor
+    reports, not a problem), the next open catches it up; a vector lost without a later commit stays a problem."""
+    from idsvc.doctor import doctor
+    from idsvc.index_store import BEHIND
+
+    home = make_home()
+    enroll(home, "first", unit(3, 11))
+    vecs = unit(2, 12)
+    home.registry.add_templates("second", [NewTemplate(embedding=v, model_version=home.model.version,
+                                                       image_sha256=f"k{i}", source_path=f"{i}.jpg", box=[0, 0, 1, 1],
+                                                       landmarks=[[0, 0]] * 5, det_prob=1.0, quality=1.0)
+                                           for i, v in enumerate(vecs)])  # committed; the store never told
+    _, found = home.index.check_manifest()
+    assert [p["check"] for p in found] == [BEHIND]
+    report = doctor(home)
+    assert [p for p in report["problems"] if p["check"] != "crops"] == []  # (no crops: vectors only here)
+    assert [n["check"] for n in report["notes"]] == [BEHIND]
+    assert len(home.index.open().index.ids()) == 5  # caught up on open
+    assert home.index.check_manifest()[1] == []
+
+
 def test_template_owners_follow_renames_and_deletes_made_elsewhere(make_home):
     """Search maps template ids to identities in memory; a rename or delete through another home is seen at once."""
     from idsvc.search import rank
