@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +51,18 @@ class FaceCrop:
     faces_in_image: int = 1
 
 
+def _detector_device(settings: Settings, encoder: EmbeddingModel | None) -> Any:
+    """MTCNN runs where the encoder runs (``--device cuda``, or ``auto`` on a CUDA machine): detection on the CPU
+    would leave the GPU waiting for it. A fusion's device reads like "cuda:0, cpu (onnxruntime)"."""
+    import torch
+
+    from idsvc.encoder import resolve_device
+
+    if encoder is None:
+        return resolve_device(settings.device)
+    return torch.device("cuda") if "cuda" in str(getattr(encoder, "device", "")) else torch.device("cpu")
+
+
 class Pipeline:
     """Detector + aligner (+ encoder when given). Created once per process: MTCNN and the encoder load slowly."""
 
@@ -57,7 +70,7 @@ class Pipeline:
                  crop_size: int | None = None) -> None:
         self.settings = settings
         self.encoder = encoder
-        self.detector = detector or Detector(settings)
+        self.detector = detector or Detector(settings, _detector_device(settings, encoder))
         self.crop_size = encoder.input_size if encoder else (crop_size or 160)
 
     @property
@@ -125,10 +138,11 @@ class Pipeline:
         return FaceCrop(face=face, aligned=aligned,
                         quality=measure_quality(face, aligned, outside=outside, preparation=how))
 
-    def given_aligned(self, image: LoadedImage) -> FaceCrop:
+    def given_aligned(self, image: LoadedImage, faces: list[Face] | None = None) -> FaceCrop:
         """A photo the caller says is already an aligned face crop (``--aligned``): the whole photo goes to the
-        encoder. Detection still runs, for the quality report; where it finds nothing, the face is the photo."""
-        faces = self.detector.detect(image.pixels)
+        encoder. Detection still runs (unless ``faces`` were found already), for the quality report; where it finds
+        nothing, the face is the photo."""
+        faces = self.detector.detect(image.pixels) if faces is None else faces
         face = self.settle(image.pixels, faces[0]) if faces else undetected_face(image.pixels.shape)
         aligned = self._whole(image.pixels, face)
         return FaceCrop(face=face, aligned=aligned, faces_in_image=len(faces),
@@ -151,12 +165,27 @@ class Pipeline:
         With ``given_aligned`` the photo is taken as the aligned face itself (see ``given_aligned``).
         Raises ``no_face``, and when strict ``multiple_faces`` or ``low_quality``.
         """
+        return self._choose(image, self.detector.detect(image.pixels), strict=strict, given_aligned=given_aligned)
+
+    def one_faces(self, images: list[LoadedImage], *, strict: bool = True,
+                  given_aligned: bool = False) -> list[FaceCrop | Exception]:
+        """``one_face`` for several photos at once — same-shape photos share MTCNN passes — each photo's crop or the
+        error ``one_face`` would have raised for it (the batch goes on)."""
+        detected = self.detector.detect_batch([im.pixels for im in images])
+        out: list[FaceCrop | Exception] = []
+        for image, faces in zip(images, detected):
+            try:
+                out.append(self._choose(image, faces, strict=strict, given_aligned=given_aligned))
+            except Exception as exc:  # noqa: BLE001 - handed back as that photo's result
+                out.append(exc)
+        return out
+
+    def _choose(self, image: LoadedImage, faces: list[Face], *, strict: bool, given_aligned: bool) -> FaceCrop:
         if given_aligned:
-            fc = self.given_aligned(image)
+            fc = self.given_aligned(image, faces)
             if strict:
                 self._gate(image, fc)
             return fc
-        faces = self.detector.detect(image.pixels)
         if not faces:
             raise IdsvcError("no_face", f"{image.source}: no face found (if the photo is itself a face crop, say so: "
                              "--aligned, or aligned=true over HTTP)", path=image.source)

@@ -89,8 +89,9 @@ class Service:
             enroll.check_name(name)
         if on_total:
             on_total(sum(len(files) for files in people.values()))
-        results = [self.enroll(name, [str(folder / name)], progress=progress, aligned=aligned, recursive=True)
-                   for name in people]
+        pipeline = self.home.model.pipeline
+        groups = [(name, [(str(f), partial(pipeline.load, f)) for f in files]) for name, files in people.items()]
+        results = enroll.enroll_many(self.home, groups, progress, aligned=aligned)
         return {"folder": str(folder), "identities": results, **_totals(results)}
 
     def detect(self, paths: list[str], *, crops_dir: Path | None = None,
@@ -175,7 +176,9 @@ class Service:
                 unnamed.append({"path": filename, "code": "invalid_argument",
                                 "reason": f"{filename}: name the file PERSON/PHOTO (a valid identity name as its "
                                           "folder)"})
-        results = [self.enroll_bytes(name, imgs, aligned=aligned) for name, imgs in people.items()]
+        pipeline = self.home.model.pipeline
+        groups = [(name, [(src, partial(pipeline.decode, d, src)) for d, src in imgs]) for name, imgs in people.items()]
+        results = enroll.enroll_many(self.home, groups, aligned=aligned, commit_every=None) if groups else []
         counts = _totals(results)
         return {"identities": results, "unnamed": unnamed, **counts, "rejected": counts["rejected"] + len(unnamed)}
 

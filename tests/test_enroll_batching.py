@@ -1,0 +1,33 @@
+"""Batched enroll (photos detected in same-shape groups, crops of several identities embedded in one pass) gives the
+templates the one-photo path gives, on real photos."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from idsvc.settings import load_settings
+
+
+def test_batched_enroll_gives_the_one_photo_templates(tmp_path, photos, make_service):
+    people = {"Tony_Blair": (1, 2, 3), "Colin_Powell": (1, 3), "George_W_Bush": (1, 2, 4)}
+    folders = {name: photos("lfw", name, *nums) for name, nums in people.items()}
+    batched = make_service(load_settings(home=tmp_path / "batched", device="cpu"))
+    r = batched.enroll_each(folders["Tony_Blair"][0].parent.parent)  # one call: every photo of every person
+    one = make_service(load_settings(home=tmp_path / "one", device="cpu"))
+    for name, paths in folders.items():
+        for p in paths:  # one photo per call: detected alone, embedded alone
+            one.enroll(name, [str(p)])
+
+    def by_sha(svc):
+        rows = svc.home.registry.template_rows(["id", "image_sha256", "model_version"])
+        vecs = svc.home.registry.embeddings_by_id([row["id"] for row in rows])
+        return {row["image_sha256"]: vecs[row["id"]][1] for row in rows}
+
+    a, b = by_sha(batched), by_sha(one)
+    assert r["accepted"] >= 6 and set(a) == set(b)
+    cos = [float(np.dot(a[k], b[k])) for k in a]
+    assert min(cos) >= 0.9999, cos
+    probe = folders["Tony_Blair"][0]
+    x, y = batched.search(str(probe)), one.search(str(probe))
+    assert x["identity"] == y["identity"] == "Tony_Blair" and abs(x["score"] - y["score"]) < 1e-4
+    assert batched.status()["index"]["in_agreement"] and batched.status()["templates"] == r["accepted"]
