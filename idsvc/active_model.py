@@ -62,6 +62,10 @@ class ActiveModel:
             from idsvc.encoder import load_encoder
 
             self._encoder = load_encoder(self.path, device=self.settings.device, batch_size=self.settings.batch_size)
+            if self.settings.cpu_runtime == "onnxruntime":
+                from idsvc.cpu_runtime import accelerate
+
+                accelerate(self._encoder, self.settings.cache_dir)
             log.info("loaded model %s (%s) on %s", self._encoder.version, self._encoder.path, self._encoder.device)
         return self._encoder
 

@@ -182,6 +182,7 @@ class Encoder(CardProperties):
     device: torch.device
     path: Path | None = None
     batch_size: int = 32
+    runtime: Any = None  # the same network under ONNX Runtime, on the CPU (``cpu_runtime.accelerate``)
 
     def embed(self, crops: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
         """(N, S, S, 3) uint8 aligned crops → (N, D) float32, L2-normalised. The crops go in as they are (this
@@ -193,7 +194,9 @@ class Encoder(CardProperties):
         with torch.inference_mode():
             for i in range(0, len(crops), self.batch_size):
                 x = preprocess(crops[i:i + self.batch_size], norm).to(self.device)
-                if self.device.type == "cuda":
+                if self.runtime is not None:
+                    y = torch.from_numpy(self.runtime(x.numpy()))
+                elif self.device.type == "cuda":
                     with torch.autocast("cuda", dtype=torch.float16):
                         y = self.model(x)
                 else:

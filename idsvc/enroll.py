@@ -215,8 +215,9 @@ def enroll_many(home: Home, groups: Sequence[tuple[str, Iterable[Item]]], progre
         if any(r.accepted for r in session.results.values()):
             home.index.save(session.index)
     results = [session.results[n].as_dict(home.model.version) for n in dict.fromkeys(names)]
-    log.info("enrolled %d images into %d identities (%d rejected, %d skipped) in %.2f s",
-             sum(len(r["accepted"]) for r in results), len(results), sum(len(r["rejected"]) for r in results),
+    into = repr(results[0]["identity"]) if len(results) == 1 else f"{len(results)} identities"
+    log.info("enrolled %d images into %s (%d rejected, %d skipped) in %.2f s",
+             sum(len(r["accepted"]) for r in results), into, sum(len(r["rejected"]) for r in results),
              sum(len(r["skipped"]) for r in results), time.perf_counter() - t0)
     return results
 

@@ -88,11 +88,14 @@ def facenet_path() -> Path:
 @pytest.fixture(scope="session")
 def shared_pipeline(model_path: Path, tmp_path_factory: pytest.TempPathFactory):
     """MTCNN + encoder, loaded once for the whole run."""
+    from idsvc.cpu_runtime import accelerate
     from idsvc.encoder import load_encoder
     from idsvc.pipeline import Pipeline
 
     s = load_settings(home=tmp_path_factory.mktemp("pipeline-home"), model=model_path, device="cpu")
-    return Pipeline(s, load_encoder(model_path, device="cpu"))
+    encoder = load_encoder(model_path, device="cpu")
+    accelerate(encoder, s.cache_dir)  # as the active model does on the CPU
+    return Pipeline(s, encoder)
 
 
 @pytest.fixture

@@ -31,3 +31,22 @@ def test_batched_enroll_gives_the_one_photo_templates(tmp_path, photos, make_ser
     x, y = batched.search(str(probe)), one.search(str(probe))
     assert x["identity"] == y["identity"] == "Tony_Blair" and abs(x["score"] - y["score"]) < 1e-4
     assert batched.status()["index"]["in_agreement"] and batched.status()["templates"] == r["accepted"]
+
+
+def test_the_onnx_runtime_path_gives_the_pytorch_embeddings(shared_pipeline, photos):
+    """The CPU path (cpu_runtime.py) runs the same network: on real aligned crops, cosine ≥ 0.99999 to PyTorch's.
+    (The session's shared model was accelerated as the active model is; its FaceNet member is compared with
+    itself on PyTorch.)"""
+    from idsvc.encoder import Encoder
+
+    paths = photos("lfw", "Tony_Blair", 1, 2, 3) + photos("lfw", "Colin_Powell", 1)
+    batch = np.stack([shared_pipeline.one_face(shared_pipeline.load(p)).aligned.crop for p in paths])
+    member = next(enc for _, enc in shared_pipeline.encoder.members if isinstance(enc, Encoder))
+    assert member.runtime is not None
+    fast = member.embed(batch)
+    runtime, member.runtime = member.runtime, None
+    try:
+        slow = member.embed(batch)
+    finally:
+        member.runtime = runtime
+    assert fast.shape == slow.shape and float(np.min(np.sum(fast * slow, axis=1))) >= 0.99999

@@ -43,7 +43,7 @@ def test_two_replicas_on_one_postgres_registry(tmp_path, pg_url):
     env = {**os.environ, "IDSVC_DB": pg_url, "IDSVC_VECTORS": "faiss",
            "IDSVC_MODEL": str(ROOT / "data" / "models" / "idsvc-facenet.pt")}
     made = subprocess.run([sys.executable, "-m", "cli.main", "--home", str(tmp_path / "admin"), "--json", "keys",
-                           "create", "app", "--scope", "write"], cwd=ROOT, env=env, capture_output=True, text=True)
+                           "create", "app", "--scope", "admin"], cwd=ROOT, env=env, capture_output=True, text=True)
     key = json.loads(made.stdout)["key"]
     auth = {"Authorization": f"Bearer {key}"}
     a, base_a = serve(tmp_path / "replica-a", env, tmp_path / "a.log")
@@ -69,7 +69,7 @@ def test_two_replicas_on_one_postgres_registry(tmp_path, pg_url):
         assert gone["identity"] is None and gone["faces"][0]["candidates"] == []
         for base in (base_a, base_b):
             st = httpx.get(f"{base}/v1/status", headers=auth).json()
-            assert st["templates"] == 0 and st["db"].startswith("postgresql")
+            assert st["templates"] == 0 and st["db"].startswith("postgresql")  # (the URL: admin keys only)
         assert not (tmp_path / "replica-a" / "idsvc.db").exists()  # no local registry anywhere
         assert not (tmp_path / "replica-b" / "idsvc.db").exists()
     finally:

