@@ -46,6 +46,7 @@ def main() -> None:
     from facenet_pytorch import MTCNN
     from PIL import Image
 
+    from idsvc.cpu_runtime import accelerate
     from idsvc.encoder import load_encoder
     from idsvc.pipeline import Pipeline
     from idsvc.service import Service
@@ -76,6 +77,8 @@ def main() -> None:
         for i, model in enumerate(args.models or [s.model]):
             si = load_settings(home=Path(tmp) / f"home{i}", model=model, device="cpu")
             enc_i = enc if model == s.model else load_encoder(model, device="cpu")
+            if si.cpu_runtime == "onnxruntime":
+                accelerate(enc_i, si.cache_dir)  # as the active model is on the CPU (cpu_runtime.py)
             svc = Service(si, encoder=enc_i, pipeline=Pipeline(si, enc_i))
             t0 = time.perf_counter()
             accepted = svc.enroll_each(people)["accepted"]

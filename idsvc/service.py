@@ -203,6 +203,10 @@ class Service:
         from idsvc import batch
         from idsvc.imageio import source_name
 
+        if not all_faces:  # the main face of each: detected and embedded in chunks (search.search_many)
+            items = list(images)
+            answers = search.search_many(self.home, items, top_k=top_k, threshold=threshold, aligned=aligned)
+            return ({"path": source_name(f)} | a for f, a in zip(items, answers))
         return batch.each(list(images), lambda f: search.search(
             self.home, f, top_k=top_k, threshold=threshold, all_faces=all_faces, aligned=aligned),
             lambda f: {"path": source_name(f)})

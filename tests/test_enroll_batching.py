@@ -50,3 +50,26 @@ def test_the_onnx_runtime_path_gives_the_pytorch_embeddings(shared_pipeline, pho
     finally:
         member.runtime = runtime
     assert fast.shape == slow.shape and float(np.min(np.sum(fast * slow, axis=1))) >= 0.99999
+
+
+def test_batch_search_gives_the_one_photo_answers(tmp_path, photos, make_service):
+    """A batch search (photos detected together, embedded in one pass) answers each photo as a search of that photo
+    alone does; a bad file in the batch carries its error and the rest go on."""
+    svc = make_service(load_settings(home=tmp_path / "h", device="cpu"))
+    for name in ("Tony_Blair", "Colin_Powell"):
+        svc.enroll(name, [str(p) for p in photos("lfw", name, 1, 2)])
+    probes = photos("lfw", "Tony_Blair", 3, 4) + photos("lfw", "Colin_Powell", 3) + photos("lfw", "Ariel_Sharon", 1)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a photo")
+    paths = [str(p) for p in probes[:2]] + [str(bad)] + [str(p) for p in probes[2:]]
+    _, results = svc.search_many(paths)
+    results = list(results)
+    assert [r["path"] for r in results] == paths
+    assert results[2]["error"]["code"] == "not_an_image"
+    for path, r in zip(paths, results):
+        if path == str(bad):
+            continue
+        alone = svc.search(path)
+        assert r["identity"] == alone["identity"] and abs(r["score"] - alone["score"]) < 1e-4
+        assert [c["name"] for c in r["faces"][0]["candidates"]] == [c["name"] for c in alone["faces"][0]["candidates"]]
+    assert [r.get("identity") for r in results] == ["Tony_Blair", "Tony_Blair", None, "Colin_Powell", None]
