@@ -207,6 +207,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_up(base: str, seconds: float = 120) -> bool:
+    """Poll ``base``/v1/health until it answers 200 (an ``idsvc serve`` subprocess loading its model)."""
+    import httpx
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    return False
+
+
 def start_server(settings: Settings, service: object) -> tuple[str, Callable[[], None]]:
     """The real API (uvicorn) on a free port of 127.0.0.1, in a thread of this process: (base URL, stop)."""
     import uvicorn

@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from idsvc.settings import load_settings
-from tests.conftest import CELEBA, SAMPLES, free_port, make_keys
+from tests.conftest import CELEBA, SAMPLES, free_port, make_keys, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -168,14 +168,7 @@ def served(tmp_path_factory) -> Iterator[dict[str, Any]]:
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--home", str(home), "serve", "--port", str(port)],
                             cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
+    if not wait_until_up(base):
         proc.kill()
         raise RuntimeError(proc.stdout.read().decode()[-2000:] if proc.stdout else "no output")
     yield {"base": base, "home": home, "keys": keys, "proc": proc}

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from idsvc.settings import load_settings
-from tests.conftest import CELEBA, free_port, make_keys, permuted_model
+from tests.conftest import CELEBA, free_port, make_keys, permuted_model, wait_until_up
 from tests.test_api import is_problem
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -235,13 +235,7 @@ def test_an_api_server_killed_mid_enroll_leaves_a_home_doctor_calls_clean(tmp_pa
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.time() + 120
-            while time.time() < deadline:
-                try:
-                    if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
+            assert wait_until_up(base)
             up = [("files", (f"../{point}/{p.name}", p.read_bytes(), "image/jpeg")) for p in src]
             with pytest.raises(httpx.HTTPError):
                 httpx.post(f"{base}/v1/identities/killed/enroll", files=up, timeout=120,

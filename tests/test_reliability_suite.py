@@ -30,7 +30,7 @@ from PIL import Image
 
 from idsvc.crash import POINTS
 from idsvc.settings import load_settings
-from tests.conftest import CELEBA, LFW, free_port, make_keys, permuted_model
+from tests.conftest import CELEBA, LFW, free_port, make_keys, permuted_model, wait_until_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.embedded_only]
 ROOT = Path(__file__).resolve().parent.parent
@@ -312,13 +312,7 @@ def test_a_60_second_soak_loses_and_duplicates_nothing(tmp_path):
     port = free_port()  # the server first (two workers), so the 60 s are all load, not start-up
     server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--workers", "2"],
                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/ready", timeout=2).status_code in (200, 503):
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
+    assert wait_until_up(f"http://127.0.0.1:{port}", 180)
     stop_at = time.time() + SOAK_S
     script = tmp_path / "loop.py"
     script.write_text(LOOP)
