@@ -78,7 +78,7 @@ def main() -> None:
             si = load_settings(home=Path(tmp) / f"home{i}", model=model, device="cpu")
             enc_i = enc if model == s.model else load_encoder(model, device="cpu")
             if si.cpu_runtime == "onnxruntime":
-                accelerate(enc_i, si.cache_dir)  # as the active model is on the CPU (cpu_runtime.py)
+                accelerate(enc_i, si.model_cache_dir)  # as the active model is on the CPU (cpu_runtime.py)
             svc = Service(si, encoder=enc_i, pipeline=Pipeline(si, enc_i))
             t0 = time.perf_counter()
             accepted = svc.enroll_each(people)["accepted"]

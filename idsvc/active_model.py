@@ -65,7 +65,7 @@ class ActiveModel:
             if self.settings.cpu_runtime == "onnxruntime":
                 from idsvc.cpu_runtime import accelerate
 
-                accelerate(self._encoder, self.settings.cache_dir)
+                accelerate(self._encoder, self.settings.model_cache_dir)
             log.info("loaded model %s (%s) on %s", self._encoder.version, self._encoder.path, self._encoder.device)
         return self._encoder
 

@@ -2,9 +2,10 @@
 
 On 2 CPU cores ONNX Runtime runs the shipped Inception-ResNet about 3× faster than PyTorch's eager mode at enroll
 batch sizes, with the same float32 arithmetic (largest difference in an embedding ~1e-6; cosine to the PyTorch vector
-≥ 0.99999, tested), so LFW figures do not move. The export (~3 s) happens once per model version and is cached in
-the home's cache folder; anything that goes wrong here leaves the encoder on PyTorch, with a warning, rather than
-failing the command. ``IDSVC_CPU_RUNTIME=torch`` turns it off. On a GPU the encoder stays on PyTorch (autocast).
+≥ 0.99999, tested), so LFW figures do not move. The export (~3 s) happens once per model version and is kept in the
+user's cache folder (``Settings.model_cache_dir``), shared by every home; anything that goes wrong here leaves the
+encoder on PyTorch, with a warning, rather than failing the command. ``IDSVC_CPU_RUNTIME=torch`` turns it off. On a
+GPU the encoder stays on PyTorch (autocast).
 """
 
 from __future__ import annotations

@@ -121,6 +121,12 @@ class Settings(BaseSettings):
         return self.home / "cache"
 
     @property
+    def model_cache_dir(self) -> Path:
+        """Files derived from a model version alone (its ONNX export), shared by every home of this user: keyed by
+        the version, so a new home does not export the same network again."""
+        return Path(platformdirs.user_cache_dir("idsvc"))
+
+    @property
     def lock_path(self) -> Path:
         return self.home / "write.lock"
 

@@ -32,7 +32,7 @@ def upgrade_model(home: Home, path: Path, progress: Callable[..., None] | None =
     if settings.cpu_runtime == "onnxruntime":
         from idsvc.cpu_runtime import accelerate
 
-        accelerate(new, settings.cache_dir)
+        accelerate(new, settings.model_cache_dir)
     rows = registry.template_rows(TEMPLATE_COLUMNS)
     old_versions = sorted({r["model_version"] for r in rows} - {new.version})
     done = registry.pending_ids(new.version)

@@ -94,7 +94,7 @@ def shared_pipeline(model_path: Path, tmp_path_factory: pytest.TempPathFactory):
 
     s = load_settings(home=tmp_path_factory.mktemp("pipeline-home"), model=model_path, device="cpu")
     encoder = load_encoder(model_path, device="cpu")
-    accelerate(encoder, s.cache_dir)  # as the active model does on the CPU
+    accelerate(encoder, s.model_cache_dir)  # as the active model does on the CPU
     return Pipeline(s, encoder)
 
 
