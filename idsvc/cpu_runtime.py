@@ -34,7 +34,7 @@ def accelerate(encoder: Any, cache_dir: Path) -> None:
 
 
 class OnnxNetwork:
-    """An exported network behind ONNX Runtime: (N, 3, S, S) float32 in, (N, D) float32 out."""
+    """An exported network behind ONNX Runtime: float32 arrays in, float32 arrays out."""
 
     def __init__(self, path: Path) -> None:
         import onnxruntime as ort
@@ -44,24 +44,36 @@ class OnnxNetwork:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        out: np.ndarray = self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+        """The network's first output (an encoder's (N, D) embeddings for (N, 3, S, S) input)."""
+        return self.run_all(x)[0]
+
+    def run_all(self, x: np.ndarray) -> list[np.ndarray]:
+        out: list[np.ndarray] = self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})
         return out
 
 
-def _exported(encoder: Any, cache_dir: Path) -> Path:
-    """The encoder's network as ONNX, exported once per model version (written to a temp name, then renamed)."""
+def export_onnx(net: Any, example_shape: tuple[int, ...], path: Path, *, outputs: int = 1,
+                batch_axes: dict[int, str] | None = None) -> Path:
+    """``net`` exported to ONNX at ``path`` unless a file is there already (written to a temp name, then renamed,
+    so a process killed mid-export leaves no half file). Input "x" (dynamic axes ``batch_axes``, default the batch),
+    outputs "y0", "y1", …"""
     import torch
 
-    path = cache_dir / "onnx" / f"{encoder.version}.onnx"
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    size = encoder.input_size
+    names = [f"y{i}" for i in range(outputs)]
     with torch.inference_mode(False), torch.no_grad():
-        torch.onnx.export(encoder.model.eval(), (torch.zeros(2, 3, size, size),), str(tmp), input_names=["x"],
-                          output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, dynamo=False,
+        torch.onnx.export(net.eval(), (torch.zeros(*example_shape),), str(tmp), input_names=["x"], output_names=names,
+                          dynamic_axes={"x": batch_axes or {0: "n"}, **{y: {0: "n"} for y in names}}, dynamo=False,
                           opset_version=17)
     os.replace(tmp, path)
-    log.info("exported %s to ONNX for the CPU path (%s)", encoder.version, path)
+    log.info("exported %s to ONNX for the CPU path", path.name)
     return path
+
+
+def _exported(encoder: Any, cache_dir: Path) -> Path:
+    """The encoder's network as ONNX, exported once per model version."""
+    size = encoder.input_size
+    return export_onnx(encoder.model, (2, 3, size, size), cache_dir / "onnx" / f"{encoder.version}.onnx")

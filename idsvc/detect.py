@@ -1,4 +1,5 @@
-"""Face detection with facenet-pytorch's MTCNN (its weights ship inside the wheel, so this works offline).
+"""Face detection with facenet-pytorch's MTCNN (its weights ship inside the wheel, so this works offline); the
+cascade itself runs in ``idsvc.mtcnn``, which gives the same faces faster.
 
 MTCNN gives boxes, probabilities and five landmarks; alignment is ``align.py``'s job. Large images are downscaled for
 detection and boxes mapped back, so alignment still samples the full-resolution pixels.
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from idsvc.mtcnn import detect_faces
 from idsvc.settings import Settings
 
 
@@ -67,6 +69,14 @@ class Detector:
             post_process=False,
             device=self.device,
         )
+        # MTCNN's stages run by idsvc.mtcnn (same weights and box arithmetic, about twice as fast on a CPU).
+        nets = (self._mtcnn.pnet, self._mtcnn.rnet, self._mtcnn.onet)
+        if self.device.type == "cpu" and settings.cpu_runtime == "onnxruntime":
+            from idsvc.mtcnn import cpu_networks
+
+            nets = cpu_networks(self._mtcnn, settings.model_cache_dir)
+        self._nets = nets
+        self._thresholds = settings.det_thresholds
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """rgb: (H, W, 3) uint8. Returns every face, best first."""
@@ -110,18 +120,16 @@ class Detector:
             if min(small.shape[:2]) >= self.min_face:
                 groups.setdefault(small.shape, []).append(i)
         for idxs in groups.values():
-            batch = np.stack([scaled[i] for i in idxs])
             with torch.inference_mode():
-                boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
-            for j, i in enumerate(idxs):
-                if boxes[j] is None:
-                    continue
+                detected = detect_faces(np.stack([scaled[i] for i in idxs]), self._nets, min_face=self.min_face,
+                                        thresholds=self._thresholds, device=self.device)
+            for i, (boxes, probs, points) in zip(idxs, detected):
                 s, p = scales[i], pads[i]
                 faces = [
                     Face(box=((float(b[0]) - p) / s, (float(b[1]) - p) / s, (float(b[2]) - p) / s,
                               (float(b[3]) - p) / s), prob=float(pr),
                          landmarks=(np.asarray(pt, dtype=np.float32) - p) / s, padded=bool(p))
-                    for b, pr, pt in zip(boxes[j], probs[j], points[j])
+                    for b, pr, pt in zip(boxes, probs, points)
                 ]
                 faces.sort(key=lambda f: center_weighted_score(f, images[i].shape), reverse=True)
                 results[i] = faces

@@ -74,3 +74,53 @@ def test_no_face(shared_pipeline, tmp_path):
     with pytest.raises(IdsvcError) as err:
         shared_pipeline.one_face(_load(p))
     assert err.value.code == "no_face"
+
+
+def _mtcnn_batches():
+    from tests.conftest import LFW
+
+    lfw = [_load(p).pixels for d in sorted(LFW.iterdir())[:12] for p in sorted(d.glob("*.jpg"))[:1]]
+    group = _load(SAMPLES / "multiface.jpg").pixels
+    return [np.stack(lfw), group[None], np.stack([group, group[:, ::-1]])]
+
+
+def test_idsvc_mtcnn_finds_what_facenet_pytorch_finds(shared_pipeline):
+    """idsvc.mtcnn (vectorised crops, ONNX Runtime stages) against facenet-pytorch's own ``MTCNN.detect``: the same
+    faces, in the same order, boxes and landmarks within 0.01 px, probabilities within 1e-4."""
+    import torch
+
+    from idsvc.mtcnn import detect_faces
+
+    det = shared_pipeline.detector
+    assert any(not isinstance(n, torch.nn.Module) for n in det._nets)  # the ONNX Runtime path is the one tested
+    faces = 0
+    for batch in _mtcnn_batches():
+        with torch.inference_mode():
+            boxes, probs, points = det._mtcnn.detect(batch, landmarks=True)
+            ours = detect_faces(batch, det._nets, min_face=det.min_face, thresholds=det._thresholds)
+        for j, (b, p, pt) in enumerate(ours):
+            assert len(b) == (0 if boxes[j] is None else len(boxes[j]))
+            if len(b):
+                assert np.abs(b - boxes[j]).max() < 0.01 and np.abs(pt - points[j]).max() < 0.01
+                assert np.abs(p - np.asarray(probs[j], dtype=np.float32)).max() < 1e-4
+                faces += len(b)
+    assert faces >= 12 + 6 + 12
+
+
+def test_candidate_crops_are_the_area_average_facenet_pytorch_takes():
+    """``_cut`` (one gather from a summed-area table) against ``interpolate(mode="area")`` box by box, boxes
+    clipped at every edge of a real photo included."""
+    import torch
+    from facenet_pytorch.models.utils.detect_face import imresample
+
+    from idsvc.mtcnn import _cut
+
+    img = torch.from_numpy(_load(SAMPLES / "multiface.jpg").pixels.copy()).permute(2, 0, 1)[None].float()
+    h, w = img.shape[2:]
+    y, ey = np.array([1, 1, 40, h - 30, 100, 7]), np.array([24, 300, 41 + 97, h, 101, 8])
+    x, ex = np.array([1, w - 50, 1, 200, 100, 9]), np.array([24, w, 13, 260, 101, 10])
+    owner = torch.zeros(len(y), dtype=torch.long)
+    for size in (24, 48):
+        ours = _cut(img, owner, (y, ey, x, ex), size)
+        theirs = torch.cat([imresample(img[:, :, y[k] - 1:ey[k], x[k] - 1:ex[k]], (size, size)) for k in range(len(y))])
+        assert torch.allclose(ours, theirs, atol=1e-3), (ours - theirs).abs().max()
