@@ -59,6 +59,50 @@ def repair(raw: bytes) -> bytes:
     return model.SerializeToString()
 
 
+def float_weights(raw: bytes) -> bytes:
+    """The model with its int8 block-quantized weights dequantized once, here, instead of on every call.
+
+    ONNX Runtime does not fold a ``DequantizeLinear`` of constants (it keeps them for its quantized kernels, which
+    cannot take block quantization), so the shipped file spent a fifth of each call re-expanding its weights: 18.4 →
+    14.2 ms per photo on 2 cores. The arithmetic is ONNX Runtime's own — float(q − zero point) × scale, scales repeated
+    over each block — so the weights are the same to the bit (tested against ONNX's reference evaluator) and the
+    embeddings differ only in the order ONNX Runtime's kernels add (≤ 2e-6); the stored bytes, which the model
+    version hashes, are untouched. A model without such nodes comes back as it was."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load_from_string(raw)
+    graph = model.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    folded, nodes = {}, []
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or not all(i in consts for i in node.input if i):
+            nodes.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        q, scale = consts[node.input[0]], consts[node.input[1]]
+        zero = consts[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros_like(scale, q.dtype)
+        axis = attrs.get("axis", 1) % max(q.ndim, 1)
+        if scale.ndim == q.ndim and q.ndim:  # blocked: each scale covers block_size entries along axis
+            block = int(attrs.get("block_size", 0)) or q.shape[axis] // scale.shape[axis]
+            scale, zero = (np.repeat(v, block, axis=axis).take(range(q.shape[axis]), axis=axis) for v in (scale, zero))
+        elif scale.ndim == 1 and q.ndim > 1:  # per axis
+            shape = [1] * q.ndim
+            shape[axis] = -1
+            scale, zero = scale.reshape(shape), zero.reshape(shape)
+        value = (q.astype(np.int32) - zero.astype(np.int32)).astype(np.float32) * scale.astype(np.float32)
+        folded[node.output[0]] = numpy_helper.from_array(value.astype(np.float32), node.output[0])
+    if not folded:
+        return raw
+    used = {i for node in nodes for i in node.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept + list(folded.values()))
+    return model.SerializeToString()
+
+
 def make_card(onnx_bytes: bytes, name: str) -> dict[str, Any]:
     return {"name": name, "arch": "sface", "kind": "onnx", "embedding_size": 128,
             "preprocessing": {"input_size": BASE_SIZE, "align": "crop landmarks → arcface-112", "normalize": "rgb-255"},
@@ -77,7 +121,7 @@ class SFaceEncoder(CardProperties):
             raise IdsvcError("model_invalid", "SFace needs onnxruntime: pip install 'idsvc[sface]'") from None
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(float_weights(onnx_bytes), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.card, self.path, self.batch_size = card, path, batch_size
         self.device = "cpu (onnxruntime)"
