@@ -137,11 +137,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 def preprocess(crops: np.ndarray, normalize: str) -> torch.Tensor:
-    """(N, S, S, 3) uint8 RGB → (N, 3, S, S) float32 network input.
+    """(N, S, S, 3) uint8 RGB → (N, 3, S, S) float32 network input (see ``normalise``)."""
+    return normalise(torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float(), normalize)
+
+
+def normalise(x: torch.Tensor, normalize: str) -> torch.Tensor:
+    """(N, 3, S, S) float pixels in 0…255, on any device → network input.
 
     "prewhiten" is facenet's per-image standardisation, (x − mean) / max(std, 1/√n); "fixed" is (x − 127.5) / 128.
     """
-    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
     if normalize == "prewhiten":
         n = x[0].numel()
         mean = x.mean(dim=(1, 2, 3), keepdim=True)

@@ -99,3 +99,34 @@ def test_compact_net_trains_from_scratch_with_augmentation(small_celeba, tmp_pat
     enc = load_encoder(tmp_path / "c.pt", device="cpu")
     e = enc.embed(np.zeros((2, 112, 112, 3), np.uint8))
     assert e.shape == (2, 128) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-4)
+
+
+def test_batches_are_cut_and_augmented_where_the_crops_are(tmp_path):
+    """``augment`` + ``normalise`` on a uint8 tensor (the GPU path: no numpy round trip) gives what the host path
+    gave — augment, round to uint8, ``preprocess`` — for the same generator state, on real crops."""
+    from idsvc.encoder import normalise, preprocess
+    from idsvc.imageio import load_image
+    from idsvc.training.data import augment
+    from tests.conftest import CELEBA
+
+    paths = sorted(next(iter(sorted(CELEBA.iterdir()))).glob("*.jpg"))[:4]
+    crops = np.stack([np.ascontiguousarray(load_image(p, max_pixels=10**8, min_side=8).pixels[:128, :128])
+                      for p in paths])
+    pixels = torch.from_numpy(crops)
+    for norm in ("prewhiten", "fixed"):
+        ours = normalise(augment(pixels.permute(0, 3, 1, 2).float(), True, torch.Generator().manual_seed(3)).round(),
+                         norm)
+        raw = augment(torch.from_numpy(crops).permute(0, 3, 1, 2).float(), True, torch.Generator().manual_seed(3))
+        host = preprocess(raw.permute(0, 2, 3, 1).round().byte().numpy(), norm)
+        assert ours.shape == (4, 3, 128, 128) and torch.equal(ours, host)
+        assert not torch.equal(ours, preprocess(crops, norm))  # the augmentation did change the crops
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_a_gpu_keeps_crops_and_augmentation_there(small_celeba, tmp_path, facenet_path):
+    s = load_settings(home=tmp_path / "home", model=facenet_path, device="cuda")
+    cfg = TrainConfig(data_dir=small_celeba, out=tmp_path / "g.pt", arch="compact", epochs=1, batch_size=16,
+                      device="cuda", center_lambda=0.01)
+    summary = train(cfg, s)
+    assert summary["device"].startswith("cuda") and (tmp_path / "g.pt").is_file()

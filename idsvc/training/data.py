@@ -71,17 +71,19 @@ def cached_crops(pipeline: Any, files: list[Path], cache_dir: Path, event: Event
 
 
 def augment(x: torch.Tensor, flip: bool, gen: torch.Generator) -> torch.Tensor:
-    """Uint8-range float crops (N, 3, S, S): random flip, brightness/contrast jitter and a small random shift."""
-    n = x.shape[0]
+    """Uint8-range float crops (N, 3, S, S): random flip, brightness/contrast jitter and a small random shift.
+
+    Runs where ``x`` and ``gen`` are: on a GPU the crops stay there, so a batch costs no host work at all."""
+    n, dev = x.shape[0], x.device
     if flip:
-        mask = torch.rand(n, generator=gen) < 0.5
+        mask = torch.rand(n, generator=gen, device=dev) < 0.5
         x = torch.where(mask[:, None, None, None], x.flip(3), x)
-    b = (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 50
-    c = 1 + (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.4
+    b = (torch.rand(n, 1, 1, 1, generator=gen, device=dev) - 0.5) * 50
+    c = 1 + (torch.rand(n, 1, 1, 1, generator=gen, device=dev) - 0.5) * 0.4
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = ((x - mean) * c + mean + b).clamp(0, 255)
     pad = max(2, x.shape[-1] // 20)
     padded = nn.functional.pad(x, (pad, pad, pad, pad), mode="replicate")
-    dx, dy = (int(v) for v in torch.randint(0, 2 * pad + 1, (2,), generator=gen))
+    dx, dy = (int(v) for v in torch.randint(0, 2 * pad + 1, (2,), generator=gen, device=dev))
     s = x.shape[-1]
     return padded[:, :, dy:dy + s, dx:dx + s]
