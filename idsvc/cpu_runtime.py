@@ -34,14 +34,16 @@ def accelerate(encoder: Any, cache_dir: Path) -> None:
 
 
 class OnnxNetwork:
-    """An exported network behind ONNX Runtime: float32 arrays in, float32 arrays out."""
+    """An exported network behind ONNX Runtime: float32 arrays in, float32 arrays out. Its PRelus run as depthwise
+    convolutions (``prelu_as_depthwise``)."""
 
     def __init__(self, path: Path) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(prelu_as_depthwise(path.read_bytes()), options,
+                                            providers=["CPUExecutionProvider"])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """The network's first output (an encoder's (N, D) embeddings for (N, 3, S, S) input)."""
@@ -50,6 +52,42 @@ class OnnxNetwork:
     def run_all(self, x: np.ndarray) -> list[np.ndarray]:
         out: list[np.ndarray] = self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})
         return out
+
+
+def prelu_as_depthwise(raw: bytes) -> bytes:
+    """The model with each per-channel ``PRelu(x, a)`` written as ``Conv₁ₓ₁(Relu(x), 1 − a) + Conv₁ₓ₁(x, a)``
+    (depthwise: one weight per channel), which is the same function: (1 − a)·x + a·x for x > 0, a·x below.
+
+    Why: ONNX Runtime runs convolutions in its blocked NCHWc layout, which has no PRelu, so every PRelu cost a
+    layout conversion out and back in, besides itself — 43% of an SFace call. Relu, depthwise convolutions and their
+    sum all stay in the blocked layout: SFace 14.2 → 8.2 ms per photo on 2 cores (embeddings within 2e-6, tested),
+    MTCNN's second and third stages 1.5× faster. Any other PRelu (one slope, or after a dense layer) is left as it
+    is."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load_from_string(raw)
+    graph = model.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    nodes, weights = [], []
+    for node in graph.node:
+        slope = consts.get(node.input[1]) if node.op_type == "PRelu" else None
+        if slope is None or slope.ndim != 3 or slope.shape[1:] != (1, 1):  # per channel of an NCHW input
+            nodes.append(node)
+            continue
+        x, y, c = node.input[0], node.output[0], slope.shape[0]
+        for suffix, w in (("_keep", 1 - slope), ("_slope", slope)):
+            weights.append(numpy_helper.from_array(w.astype(np.float32).reshape(c, 1, 1, 1), y + suffix))
+        nodes += [helper.make_node("Relu", [x], [y + "_relu"]),
+                  helper.make_node("Conv", [y + "_relu", y + "_keep"], [y + "_pos"], group=c, kernel_shape=[1, 1]),
+                  helper.make_node("Conv", [x, y + "_slope"], [y + "_all"], group=c, kernel_shape=[1, 1]),
+                  helper.make_node("Add", [y + "_pos", y + "_all"], [y])]
+    if not weights:
+        return raw
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(weights)
+    return model.SerializeToString()
 
 
 def export_onnx(net: Any, example_shape: tuple[int, ...], path: Path, *, outputs: int = 1,

@@ -47,12 +47,14 @@ def test_sface_embeds_real_faces(sface_path, crops):
 
 def test_sface_weights_are_dequantized_once_with_the_same_arithmetic(sface_path, crops):
     """``float_weights`` gives every DequantizeLinear's output bit for bit as ONNX's reference evaluator computes it,
-    and the embeddings match a session on the shipped int8 file (cosine ≥ 0.99999)."""
+    PRelus become depthwise convolutions, and the embeddings match a session on the shipped int8 file (cosine
+    ≥ 0.99999, largest difference 1e-5)."""
     import onnx
     import onnxruntime as ort
     from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
 
+    from idsvc.cpu_runtime import prelu_as_depthwise
     from idsvc.encoder import read_checkpoint
     from idsvc.sface import float_weights
 
@@ -76,7 +78,11 @@ def test_sface_weights_are_dequantized_once_with_the_same_arithmetic(sface_path,
     x = enc.arcface_crops(crops).transpose(0, 3, 1, 2).astype(np.float32)
     y = session.run(None, {enc.input_name: x})[0]
     y /= np.linalg.norm(y, axis=1, keepdims=True)
-    assert (np.sum(y * enc.embed(crops), axis=1) >= 0.99999).all()
+    ours = enc.embed(crops)
+    assert (np.sum(y * ours, axis=1) >= 0.99999).all() and np.abs(y - ours).max() < 1e-5
+    runnable = onnx.load_from_string(prelu_as_depthwise(float_weights(raw)))
+    assert not any(n.op_type == "PRelu" for n in runnable.graph.node)
+    assert sum(n.op_type == "PRelu" for n in shipped.graph.node) == 27
 
 
 def test_a_non_onnx_file_is_refused(tmp_path):
