@@ -34,15 +34,14 @@ def accelerate(encoder: Any, cache_dir: Path) -> None:
 
 
 class OnnxNetwork:
-    """An exported network behind ONNX Runtime: float32 arrays in, float32 arrays out. Its PRelus run as depthwise
-    convolutions (``prelu_as_depthwise``)."""
+    """An exported network (a file, or the model's bytes) behind ONNX Runtime: float32 arrays in and out."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, source: Path | bytes) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(prelu_as_depthwise(path.read_bytes()), options,
+        self.session = ort.InferenceSession(source if isinstance(source, bytes) else str(source), options,
                                             providers=["CPUExecutionProvider"])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

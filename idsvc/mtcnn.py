@@ -163,13 +163,14 @@ def cpu_networks(mtcnn: Any, cache_dir: Path) -> tuple[Net, Net, Net]:
 def _on_runtime(net: torch.nn.Module, name: str, shape: tuple[int, ...], axes: dict[int, str],
                 cache_dir: Path) -> Net:
     """``net`` (an MTCNN stage) as a callable on an ONNX Runtime session, torch tensors in and out."""
-    from idsvc.cpu_runtime import OnnxNetwork, export_onnx
+    from idsvc.cpu_runtime import OnnxNetwork, export_onnx, prelu_as_depthwise
 
     digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in net.state_dict().values()))
     outputs = 3 if name == "onet" else 2
     try:
         path = cache_dir / "onnx" / f"mtcnn-{name}-{digest.hexdigest()[:12]}.onnx"
-        session = OnnxNetwork(export_onnx(net, shape, path, outputs=outputs, batch_axes=axes))
+        session = OnnxNetwork(prelu_as_depthwise(export_onnx(net, shape, path, outputs=outputs,
+                                                             batch_axes=axes).read_bytes()))
     except Exception as exc:  # noqa: BLE001 - PyTorch is always there to fall back to
         log.warning("ONNX Runtime path unavailable for MTCNN's %s (%s: %s); using PyTorch", name,
                     exc.__class__.__name__, exc)
