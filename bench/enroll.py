@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -69,6 +70,23 @@ def main() -> None:
                 facenet.model(torch.stack(faces[i:i + 32]))
         bare = time.perf_counter() - t0
 
+        # Detection alone, both ways, on the same decoded photos in batches of 16 (as enroll batches them).
+        from idsvc.detect import Detector
+        from idsvc.imageio import load_image
+
+        pixels = [load_image(p, max_pixels=s.max_image_pixels, min_side=s.min_image_side).pixels for _, p in photos]
+        batches = [pixels[i:i + 16] for i in range(0, len(pixels), 16)]
+        ours_det = Detector(s)
+        ours_det.detect_batch(batches[0])  # warm: exports MTCNN's stages for ONNX Runtime once per user
+        detect_rows = []
+        for label, run in [("facenet-pytorch MTCNN.detect", lambda b: mtcnn.detect(np.stack(b), landmarks=True)),
+                           ("idsvc Detector (idsvc.mtcnn)", ours_det.detect_batch)]:
+            t0 = time.perf_counter()
+            for b in batches:
+                with torch.inference_mode():
+                    run(b)
+            detect_rows.append([label, len(pixels), time.perf_counter() - t0])
+
         people = Path(tmp) / "people"  # the photos as a library of people folders (`idsvc enroll --each`)
         for name, p in photos:
             (people / name).mkdir(parents=True, exist_ok=True)
@@ -99,6 +117,10 @@ def main() -> None:
     print(table(["path", "photos", "faces kept / found", "seconds", "photos/s", "ratio vs bare"], [
         *rows, ["bare facenet-pytorch MTCNN crop + encoder", n, len(faces), bare, n / bare, 1.0]]))
     print(f"registry/index agree after each run: {all(agree)}; peak RSS {peak_rss_mb():.0f} MB")
+    base = detect_rows[0][2]
+    print("\n# detection alone, same decoded photos, batches of 16")
+    print(table(["detector", "photos", "seconds", "photos/s", "ratio vs facenet-pytorch"],
+                [[*r, r[1] / r[2], base / r[2]] for r in detect_rows]))
 
 
 if __name__ == "__main__":

@@ -124,3 +124,18 @@ def test_candidate_crops_are_the_area_average_facenet_pytorch_takes():
         ours = _cut(img, owner, (y, ey, x, ex), size)
         theirs = torch.cat([imresample(img[:, :, y[k] - 1:ey[k], x[k] - 1:ex[k]], (size, size)) for k in range(len(y))])
         assert torch.allclose(ours, theirs, atol=1e-3), (ours - theirs).abs().max()
+
+
+@pytest.mark.gpu
+def test_detection_on_a_gpu_finds_the_cpu_faces(shared_pipeline):
+    import torch
+
+    from idsvc.detect import Detector
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    gpu = Detector(shared_pipeline.settings, torch.device("cuda"))
+    for batch in _mtcnn_batches():
+        for ours, theirs in zip(gpu.detect_batch(list(batch)), shared_pipeline.detector.detect_batch(list(batch))):
+            assert len(ours) == len(theirs)
+            assert all(np.abs(np.subtract(a.box, b.box)).max() < 0.05 for a, b in zip(ours, theirs))
