@@ -56,7 +56,7 @@ def check_name(name: str) -> str:
     """An identity name in Unicode NFC (so "é" typed two ways is one identity): 1-255 characters, no slashes,
     control, invisible or bidi characters, no surrounding spaces, not "." or "..". Returns the normalised name;
     raises ``invalid_argument``."""
-    normal = unicodedata.normalize("NFC", name)
+    normal = name_key(name)
     if not NAME_RE.fullmatch(normal) or normal.strip() != normal:
         raise IdsvcError("invalid_argument", f"invalid identity name {name!r} (1-255 characters, no slashes, "
                          "no control, invisible or bidi characters, no surrounding spaces, not '.' or '..')",

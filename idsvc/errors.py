@@ -113,9 +113,13 @@ def from_os_error(exc: BaseException) -> IdsvcError | None:
     where it is named, so an unexpected ENOENT stays a bug)."""
     if not isinstance(exc, OSError) or exc.errno not in _PATH_ERRNOS or not exc.filename:
         return None
-    name = str(exc.filename)
-    name = name if len(name) <= 120 else f"{name[:60]}…{name[-60:]}"
-    return IdsvcError("file_unreadable", f"{name}: {exc.strerror}", path=str(exc.filename))
+    return IdsvcError("file_unreadable", f"{short_path(exc.filename)}: {exc.strerror}", path=str(exc.filename))
+
+
+def short_path(p: object, limit: int = 120) -> str:
+    """A path for a one-line message: long names are elided in the middle."""
+    text = str(p)
+    return text if len(text) <= limit else f"{text[:limit // 2]}…{text[-limit // 2:]}"
 
 
 def _jsonable(value: Any) -> Any:

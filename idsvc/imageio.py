@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from idsvc.errors import IdsvcError
+from idsvc.errors import IdsvcError, short_path
 
 #: An image to read: a path (the CLI), or raw bytes with a name for messages (the HTTP API).
 ImageInput = str | Path | tuple[bytes, str]
@@ -64,12 +64,6 @@ def read_bytes(path: str | Path) -> bytes:
     except OSError as exc:
         raise IdsvcError("file_unreadable", f"{short_path(p)}: cannot read ({exc.strerror or exc.__class__.__name__})",
                          path=str(p)) from None
-
-
-def short_path(p: Path | str, limit: int = 120) -> str:
-    """A path for a one-line message: long names are elided in the middle."""
-    text = str(p)
-    return text if len(text) <= limit else f"{text[:limit // 2]}…{text[-limit // 2:]}"
 
 
 def is_file(p: Path) -> bool:

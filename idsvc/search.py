@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from idsvc.errors import IdsvcError
+from idsvc.errors import IdsvcError, short_path
 from idsvc.home import Home
-from idsvc.imageio import ImageInput, LoadedImage, is_file, short_path
+from idsvc.imageio import ImageInput, LoadedImage, is_file
 from idsvc.thresholds import resolve_threshold
 
 if TYPE_CHECKING:
