@@ -8,6 +8,7 @@ embedding across people; then searches all of them in one batch (`idsvc search D
 each checkpoint in a fresh home (default: the shipped model), so each model's cost is stated beside the bare loop.
 
     python bench/enroll.py [--photos 200] [--models data/models/idsvc-facenet.pt data/models/idsvc-default.pt]
+                           [--runtimes onnxruntime onnxruntime-int8]
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=200)
     ap.add_argument("--models", type=Path, nargs="*", default=[],
                     help="checkpoints to enroll with (default: the shipped default model)")
+    ap.add_argument("--runtimes", nargs="*", default=["onnxruntime"],
+                    choices=["onnxruntime", "onnxruntime-int8", "torch"],
+                    help="IDSVC_CPU_RUNTIME values to run each model with")
     args = ap.parse_args()
     photos = lfw_photos(args.photos)
 
@@ -54,7 +58,6 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         s = load_settings(home=Path(tmp) / "home", device="cpu")
-        enc = load_encoder(s.model, device="cpu")
         facenet = load_encoder(s.model.with_name("idsvc-facenet.pt"), device="cpu")  # what the bare loop runs
 
         # Bare: facenet-pytorch's own crop (MTCNN box + margin, no alignment) and the FaceNet network.
@@ -92,23 +95,26 @@ def main() -> None:
             (people / name).mkdir(parents=True, exist_ok=True)
             (people / name / p.name).symlink_to(p)
         rows, agree = [], []
-        for i, model in enumerate(args.models or [s.model]):
-            si = load_settings(home=Path(tmp) / f"home{i}", model=model, device="cpu")
-            enc_i = enc if model == s.model else load_encoder(model, device="cpu")
-            if si.cpu_runtime == "onnxruntime":
-                accelerate(enc_i, si.model_cache_dir)  # as the active model is on the CPU (cpu_runtime.py)
+        runs = [(m, rt) for m in args.models or [s.model] for rt in args.runtimes]
+        for i, (model, runtime) in enumerate(runs):
+            si = load_settings(home=Path(tmp) / f"home{i}", model=model, device="cpu", cpu_runtime=runtime)
+            enc_i = load_encoder(model, device="cpu")
+            if si.cpu_runtime != "torch":
+                # as the active model is on the CPU (cpu_runtime.py)
+                accelerate(enc_i, si.model_cache_dir, int8=si.cpu_runtime == "onnxruntime-int8")
+            label = f"{model.name}{', int8' if runtime == 'onnxruntime-int8' else ''}"
             svc = Service(si, encoder=enc_i, pipeline=Pipeline(si, enc_i))
             t0 = time.perf_counter()
             accepted = svc.enroll_each(people)["accepted"]
             ours = time.perf_counter() - t0
             agree.append(svc.status()["index"]["in_agreement"])
-            rows.append([f"idsvc enroll --each, {model.name} ({enc_i.dim}-d)", len(photos), accepted, ours,
+            rows.append([f"idsvc enroll --each, {label} ({enc_i.dim}-d)", len(photos), accepted, ours,
                          len(photos) / ours, bare / ours])
             t0 = time.perf_counter()
             _, results = svc.search_many([str(p) for _, p in photos])
             found = sum(1 for r in results if r.get("identity"))
             took = time.perf_counter() - t0
-            rows.append([f"idsvc search (batch of {len(photos)}), {model.name}", len(photos), found, took,
+            rows.append([f"idsvc search (batch of {len(photos)}), {label}", len(photos), found, took,
                          len(photos) / took, bare / took])
             svc.close()
     n = len(photos)

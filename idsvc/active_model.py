@@ -62,10 +62,11 @@ class ActiveModel:
             from idsvc.encoder import load_encoder
 
             self._encoder = load_encoder(self.path, device=self.settings.device, batch_size=self.settings.batch_size)
-            if self.settings.cpu_runtime == "onnxruntime":
+            if self.settings.cpu_runtime != "torch":
                 from idsvc.cpu_runtime import accelerate
 
-                accelerate(self._encoder, self.settings.model_cache_dir)
+                accelerate(self._encoder, self.settings.model_cache_dir,
+                           int8=self.settings.cpu_runtime == "onnxruntime-int8")
             log.info("loaded model %s (%s) on %s", self._encoder.version, self._encoder.path, self._encoder.device)
         return self._encoder
 

@@ -20,17 +20,30 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def accelerate(encoder: Any, cache_dir: Path) -> None:
-    """Give every CPU torch network inside ``encoder`` (itself, or a fusion's members) an ONNX Runtime session."""
+def accelerate(encoder: Any, cache_dir: Path, *, int8: bool = False) -> None:
+    """Give every CPU torch network inside ``encoder`` (itself, or a fusion's members) an ONNX Runtime session: with
+    ``int8``, the quantized one where its model ships activation ranges (``idsvc.int8``), else float32."""
     from idsvc.encoder import Encoder
 
     for member in [enc for _, enc in getattr(encoder, "members", [])] or [encoder]:
-        if isinstance(member, Encoder) and member.device.type == "cpu" and member.runtime is None:
+        if not (isinstance(member, Encoder) and member.device.type == "cpu" and member.runtime is None):
+            continue
+        if int8:
             try:
-                member.runtime = OnnxNetwork(_exported(member, cache_dir))
-            except Exception as exc:  # noqa: BLE001 - the PyTorch path is always there to fall back to
-                log.warning("ONNX Runtime path unavailable for %s (%s: %s); using PyTorch", member.version,
+                from idsvc.int8 import quantized
+
+                path = quantized(member, cache_dir)
+                if path is not None:
+                    member.runtime, member.numerics = OnnxNetwork(path), "int8"
+                    continue
+            except Exception as exc:  # noqa: BLE001 - the float32 path is always there to fall back to
+                log.warning("int8 path unavailable for %s (%s: %s); using float32", member.version,
                             exc.__class__.__name__, exc)
+        try:
+            member.runtime = OnnxNetwork(_exported(member, cache_dir))
+        except Exception as exc:  # noqa: BLE001 - the PyTorch path is always there to fall back to
+            log.warning("ONNX Runtime path unavailable for %s (%s: %s); using PyTorch", member.version,
+                        exc.__class__.__name__, exc)
 
 
 class OnnxNetwork:
@@ -39,9 +52,7 @@ class OnnxNetwork:
     def __init__(self, source: Path | bytes) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(source if isinstance(source, bytes) else str(source), options,
+        self.session = ort.InferenceSession(source if isinstance(source, bytes) else str(source), session_options(),
                                             providers=["CPUExecutionProvider"])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -89,18 +100,31 @@ def prelu_as_depthwise(raw: bytes) -> bytes:
     return model.SerializeToString()
 
 
+def session_options() -> Any:
+    """Options for every ONNX Runtime session idsvc opens: quiet, and with its worker threads sleeping rather than
+    spinning between calls. A process holds four sessions (MTCNN's two refining stages, FaceNet, SFace), each with
+    a thread per core; spinning, they fought each other and PyTorch for the cores while another stage ran: on 2 cores
+    a library enroll with the shipped fusion took 9.0 s for 200 photos spinning and 7.8 s not."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 def export_onnx(net: Any, example_shape: tuple[int, ...], path: Path, *, outputs: int = 1,
                 batch_axes: dict[int, str] | None = None) -> Path:
     """``net`` exported to ONNX at ``path`` unless a file is there already (written to a temp name, then renamed,
     so a process killed mid-export leaves no half file). Input "x" (dynamic axes ``batch_axes``, default the batch),
-    outputs "y0", "y1", …"""
+    output "y", or "y0", "y1", … Tensor names are what the shipped int8 ranges (``idsvc.int8``) are keyed by."""
     import torch
 
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    names = [f"y{i}" for i in range(outputs)]
+    names = ["y"] if outputs == 1 else [f"y{i}" for i in range(outputs)]  # "y": the int8 ranges name it
     with torch.inference_mode(False), torch.no_grad():
         torch.onnx.export(net.eval(), (torch.zeros(*example_shape),), str(tmp), input_names=["x"], output_names=names,
                           dynamic_axes={"x": batch_axes or {0: "n"}, **{y: {0: "n"} for y in names}}, dynamo=False,

@@ -187,6 +187,7 @@ class Encoder(CardProperties):
     path: Path | None = None
     batch_size: int = 32
     runtime: Any = None  # the same network under ONNX Runtime, on the CPU (``cpu_runtime.accelerate``)
+    numerics: str = "float32"  # "int8" when ``runtime`` is the quantized network (``idsvc.int8``)
 
     def embed(self, crops: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
         """(N, S, S, 3) uint8 aligned crops → (N, D) float32, L2-normalised. The crops go in as they are (this

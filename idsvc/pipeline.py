@@ -79,7 +79,10 @@ class Pipeline:
         from idsvc.detect import PAD_FRACTION
 
         s = self.settings
-        return f"pad{PAD_FRACTION}-tight{s.tight_crop_outside}-{s.tight_crop_mode}-landmarks-settled-whole-fallback"
+        members = [enc for _, enc in getattr(self.encoder, "members", [])] or [self.encoder]
+        int8 = "-int8" if any(getattr(enc, "numerics", "") == "int8" for enc in members) else ""  # other vectors
+        return (f"pad{PAD_FRACTION}-tight{s.tight_crop_outside}-{s.tight_crop_mode}-landmarks-settled-whole-fallback"
+                f"{int8}")
 
     def load(self, path: str | Path) -> LoadedImage:
         checkpoint()  # one photo is the unit of work a timed-out request stops after (idsvc.cancel)

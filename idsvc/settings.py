@@ -90,7 +90,9 @@ class Settings(BaseSettings):
     # HTTP API.
     api_max_body_bytes: int = Field(20_000_000, ge=1024)
     api_rate_per_minute: int = Field(600, ge=1)
-    cpu_runtime: Literal["onnxruntime", "torch"] = "onnxruntime"  # how torch encoders run on the CPU (cpu_runtime.py)
+    # How torch encoders run on the CPU: ONNX Runtime (cpu_runtime.py); "onnxruntime-int8" quantized where the model
+    # ships activation ranges (int8.py); "torch" eager PyTorch.
+    cpu_runtime: Literal["onnxruntime", "onnxruntime-int8", "torch"] = "onnxruntime"
     api_failed_auth_per_minute: int = Field(30, ge=1)  # per client address, before it is refused with 429
     api_request_timeout_s: float = Field(60.0, gt=0)
 

@@ -29,10 +29,10 @@ def upgrade_model(home: Home, path: Path, progress: Callable[..., None] | None =
     t0 = time.perf_counter()
     settings, registry = home.settings, home.registry
     new = load_encoder(path, device=settings.device, batch_size=settings.batch_size)
-    if settings.cpu_runtime == "onnxruntime":
+    if settings.cpu_runtime != "torch":
         from idsvc.cpu_runtime import accelerate
 
-        accelerate(new, settings.model_cache_dir)
+        accelerate(new, settings.model_cache_dir, int8=settings.cpu_runtime == "onnxruntime-int8")
     rows = registry.template_rows(TEMPLATE_COLUMNS)
     old_versions = sorted({r["model_version"] for r in rows} - {new.version})
     done = registry.pending_ids(new.version)

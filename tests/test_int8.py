@@ -1,0 +1,75 @@
+"""The int8 CPU path (idsvc/int8.py) on real faces: the shipped FaceNet ranges give an int8 network whose vectors
+stay close to float32 ones and keep people apart; ``IDSVC_CPU_RUNTIME=onnxruntime-int8`` gives it to the active
+model (the fusion's FaceNet member), the default and models without shipped ranges keep float32, and every user
+builds the same file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from idsvc.encoder import load_encoder
+from idsvc.imageio import load_image
+from idsvc.settings import load_settings
+from tests.conftest import FACENET_MODEL, LFW
+
+
+@pytest.fixture(scope="module")
+def crops(shared_pipeline) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned crops (and landmarks) of two photos each of Colin Powell and George W. Bush."""
+    paths = [p for name in ("Colin_Powell", "George_W_Bush") for p in sorted((LFW / name).glob("*.jpg"))[:2]]
+    fcs = [shared_pipeline.one_face(load_image(p, max_pixels=10**8, min_side=8), strict=False) for p in paths]
+    return np.stack([f.aligned.crop for f in fcs]), np.stack([f.aligned.landmarks for f in fcs])
+
+
+def test_int8_facenet_stays_close_to_float32_and_keeps_people_apart(crops, tmp_path):
+    from idsvc.cpu_runtime import accelerate
+    from idsvc.pipeline import Pipeline
+    from idsvc.settings import DEFAULT_MODEL
+
+    cache = load_settings(home=tmp_path / "h").model_cache_dir
+    fused = load_encoder(DEFAULT_MODEL, device="cpu")
+    accelerate(fused, cache, int8=True)
+    member = next(m for _, m in fused.members if m.version.startswith("facenet"))
+    assert member.numerics == "int8"
+    assert "-int8" in Pipeline(load_settings(home=tmp_path / "h"), fused).recipe  # its own evaluation cache
+    plain = load_encoder(FACENET_MODEL, device="cpu")
+    accelerate(plain, cache)
+    assert plain.numerics == "float32" and plain.runtime is not None
+    q, f = member.embed(*crops), plain.embed(*crops)
+    assert np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
+    assert (np.sum(q * f, axis=1) > 0.98).all()  # LFW: median 0.9987, lowest 0.9899 (docs/benchmarks.md)
+    sims = q @ q.T
+    assert min(sims[0, 1], sims[2, 3]) > 0.5 > max(sims[0, 2], sims[1, 3])  # the same people stay together
+
+
+def test_the_setting_gives_the_active_model_int8_and_only_where_ranges_ship(tmp_path, monkeypatch):
+    from idsvc.active_model import ActiveModel
+    from idsvc.cpu_runtime import accelerate
+    from tests.conftest import permuted_model
+
+    def facenet_numerics(settings) -> str:
+        enc = ActiveModel(settings, lambda: None).encoder  # --model given: the registry is never asked
+        return next((m for _, m in getattr(enc, "members", [])), enc).numerics
+
+    assert facenet_numerics(load_settings(home=tmp_path / "a", model=FACENET_MODEL, device="cpu")) == "float32"
+    monkeypatch.setenv("IDSVC_CPU_RUNTIME", "onnxruntime-int8")
+    s = load_settings(home=tmp_path / "b", model=FACENET_MODEL, device="cpu")
+    assert s.cpu_runtime == "onnxruntime-int8" and facenet_numerics(s) == "int8"
+    permuted_model(tmp_path / "p.pt")
+    other = load_encoder(tmp_path / "p.pt", device="cpu")
+    accelerate(other, s.model_cache_dir, int8=True)  # no ranges ship for this version
+    assert other.numerics == "float32" and other.runtime is not None
+
+
+@pytest.mark.slow
+def test_every_user_builds_the_same_int8_file(tmp_path):
+    from idsvc.int8 import quantized
+
+    enc = load_encoder(FACENET_MODEL, device="cpu")
+    mine, again = quantized(enc, tmp_path / "cache-a"), quantized(enc, tmp_path / "cache-b")
+    assert mine is not None and again is not None and mine.name == again.name
+    assert mine.read_bytes() == again.read_bytes()
+    theirs = load_settings(home=tmp_path / "h").model_cache_dir / "onnx" / mine.name
+    if theirs.is_file():  # the user cache's copy, built by an earlier run
+        assert theirs.read_bytes() == mine.read_bytes()
