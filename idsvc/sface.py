@@ -119,12 +119,10 @@ class SFaceEncoder(CardProperties):
             import onnxruntime as ort
         except ImportError:
             raise IdsvcError("model_invalid", "SFace needs onnxruntime: pip install 'idsvc[sface]'") from None
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        from idsvc.cpu_runtime import prelu_as_depthwise
+        from idsvc.cpu_runtime import prelu_as_depthwise, session_options
 
         runnable = prelu_as_depthwise(float_weights(onnx_bytes))
-        self.session = ort.InferenceSession(runnable, options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(runnable, session_options(), providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.card, self.path, self.batch_size = card, path, batch_size
         self.device = "cpu (onnxruntime)"
