@@ -47,10 +47,10 @@ def detect_faces(images: np.ndarray, nets: tuple[Net, Net, Net], *, min_face: in
     batch, (h, w) = len(imgs), imgs.shape[2:4]
     m = 12.0 / min_face
     scales: list[float] = []
-    minl = min(h, w) * m
-    while minl >= 12:
-        scales.append(m * factor ** len(scales))
-        minl *= factor
+    scale, minl = m, min(h, w) * m
+    while minl >= 12:  # repeated multiplication, as facenet-pytorch does: the same scales to the last bit
+        scales.append(scale)
+        scale, minl = scale * factor, minl * factor
 
     # Stage 1: proposals at every scale, NMS within each scale and photo, then within each photo.
     found, owners, picks, offset = [], [], [], 0
