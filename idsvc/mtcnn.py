@@ -8,7 +8,8 @@ average ``interpolate(mode="area")`` takes, bin for bin — and on the CPU the r
 run under ONNX Runtime, exported once and cached like the encoders' exports. Everything else — the scale pyramid,
 the proposal boxes, the non-maximum suppressions, the box regression — is facenet-pytorch's own code, called as it
 is, so detections match ``MTCNN.detect`` (tested: the same faces on real photos, boxes and landmarks within
-0.01 px). On those 200 photos detection takes 3.6 s instead of 4.0 s: what is left is the networks' arithmetic.
+0.01 px). On those 200 photos detection takes 2.3 s against 3.9–4.5 s (bench/enroll.py): what is left is the
+networks' arithmetic.
 """
 
 from __future__ import annotations
