@@ -117,7 +117,8 @@ def export_onnx(net: Any, example_shape: tuple[int, ...], path: Path, *, outputs
                 batch_axes: dict[int, str] | None = None) -> Path:
     """``net`` exported to ONNX at ``path`` unless a file is there already (written to a temp name, then renamed,
     so a process killed mid-export leaves no half file). Input "x" (dynamic axes ``batch_axes``, default the batch),
-    output "y", or "y0", "y1", … Tensor names are what the shipped int8 ranges (``idsvc.int8``) are keyed by."""
+    output "y", or "y0", "y1", … with the same axes dynamic (a fully convolutional net's outputs change size with its
+    input). Tensor names are what the shipped int8 ranges (``idsvc.int8``) are keyed by."""
     import torch
 
     if path.is_file():
@@ -125,9 +126,11 @@ def export_onnx(net: Any, example_shape: tuple[int, ...], path: Path, *, outputs
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     names = ["y"] if outputs == 1 else [f"y{i}" for i in range(outputs)]  # "y": the int8 ranges name it
+    axes = batch_axes or {0: "n"}
+    out_axes = {k: v if k == 0 else f"{v}_out" for k, v in axes.items()}  # only the batch keeps the input's size
     with torch.inference_mode(False), torch.no_grad():
         torch.onnx.export(net.eval(), (torch.zeros(*example_shape),), str(tmp), input_names=["x"], output_names=names,
-                          dynamic_axes={"x": batch_axes or {0: "n"}, **{y: {0: "n"} for y in names}}, dynamo=False,
+                          dynamic_axes={"x": axes, **{y: out_axes for y in names}}, dynamo=False,
                           opset_version=17)
     os.replace(tmp, path)
     log.info("exported %s to ONNX for the CPU path", path.name)

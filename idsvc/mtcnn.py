@@ -2,14 +2,14 @@
 
 Why not ``MTCNN.detect``: profiled on 200 LFW photos on 2 CPU cores (4.5 s), a third of the time went to cutting
 every candidate box out of the photo one at a time (13,000 ``interpolate`` calls for the 24- and 48-px inputs of the
-second and third stages) and another third to PyTorch's max-pooling and small convolutions in those stages. Here
-the candidates of a stage are cut and resampled in one vectorised gather from a summed-area table — the same area
-average ``interpolate(mode="area")`` takes, bin for bin — and on the CPU the refining networks (second and third)
-run under ONNX Runtime, exported once and cached like the encoders' exports. Everything else — the scale pyramid,
-the proposal boxes, the non-maximum suppressions, the box regression — is facenet-pytorch's own code, called as it
-is, so detections match ``MTCNN.detect`` (tested: the same faces on real photos, boxes and landmarks within
-0.01 px). On those 200 photos detection takes 2.3 s against 3.9–4.5 s (bench/enroll.py): what is left is the
-networks' arithmetic.
+second and third stages) and another third to PyTorch's max-pooling and small convolutions in those stages. Here the
+candidates of a stage are cut and resampled in one vectorised gather from a summed-area table — the same area
+average ``interpolate(mode="area")`` takes, bin for bin — and on the CPU the three networks run under ONNX Runtime,
+exported once and cached like the encoders' exports (see ``cpu_networks`` for why the first too). Everything else —
+the scale pyramid, the proposal boxes, the non-maximum suppressions, the box regression — is facenet-pytorch's own
+code, called as it is, so detections match ``MTCNN.detect`` (tested: the same faces on real photos, boxes and
+landmarks within 0.01 px). On those 200 photos detection takes 2.3 s against 3.9–4.5 s (bench/enroll.py): what is
+left is the networks' arithmetic.
 """
 
 from __future__ import annotations
@@ -155,11 +155,16 @@ def _summed_area(image: torch.Tensor) -> torch.Tensor:
 
 
 def cpu_networks(mtcnn: Any, cache_dir: Path) -> tuple[Net, Net, Net]:
-    """MTCNN's networks for the CPU: the second and third under ONNX Runtime (2.8× and 2.1× PyTorch on 2 cores, on
-    the candidates of 200 LFW photos), exported once per weights into ``cache_dir`` (any failure leaves a network on
-    PyTorch, with a warning); the first stays on PyTorch, which runs it twice as fast as ONNX Runtime does over the
-    changing sizes of the scale pyramid."""
-    return (mtcnn.pnet,
+    """MTCNN's networks for the CPU, under ONNX Runtime (the second and third 2.8× and 2.1× PyTorch on 2 cores, on
+    the candidates of 200 LFW photos; the first about as fast as PyTorch over the scale pyramid), exported once per
+    weights into ``cache_dir`` (any failure leaves a network on PyTorch, with a warning).
+
+    Why the first too, at no gain in speed: ONNX Runtime computes each photo of a batch exactly as it computes that
+    photo alone, while PyTorch's convolutions round differently at some batch sizes (1e-7, which moves a landmark by
+    1e-5 px and can turn one pixel of the aligned crop). So a photo detected in a batch gives the bit-identical crop
+    it gives alone, which the int8 encoder (``idsvc.int8``), sensitive to one pixel, needs for batched enroll to give
+    the one-photo templates (tested)."""
+    return (_on_runtime(mtcnn.pnet, "pnet", (2, 3, 40, 40), {0: "n", 2: "h", 3: "w"}, cache_dir),
             _on_runtime(mtcnn.rnet, "rnet", (2, 3, 24, 24), {0: "n"}, cache_dir),
             _on_runtime(mtcnn.onet, "onet", (2, 3, 48, 48), {0: "n"}, cache_dir))
 

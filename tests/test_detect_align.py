@@ -107,6 +107,22 @@ def test_idsvc_mtcnn_finds_what_facenet_pytorch_finds(shared_pipeline):
     assert faces >= 12 + 6 + 12
 
 
+def test_a_photo_detected_in_a_batch_gives_what_it_gives_alone_bit_for_bit(shared_pipeline):
+    """On the CPU path each photo of a same-size batch is detected exactly as it is alone: boxes, landmarks and
+    probabilities equal to the last bit (PyTorch's batched convolutions round differently; the int8 encoder turns
+    that into a different template)."""
+    from tests.conftest import LFW
+
+    det = shared_pipeline.detector
+    photos = [_load(p).pixels for d in sorted(LFW.iterdir())[20:44] for p in sorted(d.glob("*.jpg"))[:1]]
+    together = det.detect_batch(photos)
+    alone = [det.detect(p) for p in photos]
+    assert sum(len(f) for f in together) >= len(photos)
+    for a, b in zip(together, alone):
+        assert [(f.box, f.prob) for f in a] == [(f.box, f.prob) for f in b]
+        assert all(np.array_equal(x.landmarks, y.landmarks) for x, y in zip(a, b))
+
+
 def test_candidate_crops_are_the_area_average_facenet_pytorch_takes():
     """``_cut`` (one gather from a summed-area table) against ``interpolate(mode="area")`` box by box, boxes
     clipped at every edge of a real photo included."""
