@@ -19,6 +19,7 @@ stays on float32, and anything that fails here leaves the float32 path.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -103,7 +104,7 @@ def _quantize(encoder: Any, cache_dir: Path, ranges: Path, out: Path, reader: An
         quantize_static(str(pre), str(made), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache))
-        if reader is not None:
-            shutil.copyfile(cache, ranges)
+        if reader is not None:  # keys sorted: the same ranges are the same bytes (ONNX Runtime writes in any order)
+            ranges.write_text(json.dumps(json.loads(cache.read_text()), sort_keys=True))
         os.replace(made, out)
     log.info("built the int8 CPU path of %s (%s)", encoder.version, out)
