@@ -66,20 +66,27 @@ def main() -> None:
     a, b = np.array([where[p.a] for p in pairs]), np.array([where[p.b] for p in pairs])
     labels, folds = np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])
 
-    def report(e: np.ndarray) -> dict:
-        return verification_report(np.sum(e[a] * e[b], axis=1), labels, folds)
+    def report(ea: np.ndarray, eb: np.ndarray) -> dict:
+        return verification_report(np.sum(ea[a] * eb[b], axis=1), labels, folds)
 
-    variants = [(f"{enc.version} float32", fp32), (f"{enc.version} int8", int8)]
+    # "mixed": one photo of each pair embedded in float32, the other in int8 — a gallery enrolled on a GPU (or with
+    # IDSVC_CPU_RUNTIME=onnxruntime) searched on a CPU with int8, or the reverse.
+    variants = [(f"{enc.version} float32", fp32, fp32), (f"{enc.version} int8", int8, int8),
+                (f"{enc.version} mixed", fp32, int8)]
     fused = load_encoder(DEFAULT_MODEL, device="cpu")
     member = [(w, m) for w, m in getattr(fused, "members", []) if m.version == enc.version]
     if member:
         others = [(w, m.embed(crops, landmarks)) for w, m in fused.members if m.version != enc.version]
-        for label, e in (("float32", fp32), ("int8", int8)):
-            parts = [member[0][0] * e] + [w * o for w, o in others]
-            variants.append((f"shipped fusion, {enc.version} {label}", np.concatenate(parts, axis=1)))
+        def fuse(e: np.ndarray) -> np.ndarray:
+            return np.concatenate([member[0][0] * e] + [w * o for w, o in others], axis=1)
+
+        f32, f8 = fuse(fp32), fuse(int8)
+        variants += [(f"shipped fusion, {enc.version} float32", f32, f32),
+                     (f"shipped fusion, {enc.version} int8", f8, f8),
+                     (f"shipped fusion, {enc.version} mixed", f32, f8)]
     rows = []
-    for label, e in variants:
-        r = report(e)
+    for label, ea, eb in variants:
+        r = report(ea, eb)
         rows.append([label, f"{100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f}", f"{r['auc']:.5f}",
                      f"{100 * r['eer']:.2f}", f"{100 * r['tar_at_far_1e-3']:.2f}"])
     cos = np.sum(fp32 * int8, axis=1)
