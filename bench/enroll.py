@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._util import machine, peak_rss_mb, table
-from idsvc.settings import SHARED_DATA, load_settings
+from idsvc.settings import SHARED_DATA, Settings, load_settings
 
 
 def lfw_photos(n: int) -> list[tuple[str, Path]]:
@@ -42,16 +42,18 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=200)
     ap.add_argument("--models", type=Path, nargs="*", default=[],
                     help="checkpoints to enroll with (default: the shipped default model)")
-    ap.add_argument("--runtimes", nargs="*", default=["onnxruntime"],
-                    choices=["onnxruntime", "onnxruntime-int8", "torch"],
-                    help="IDSVC_CPU_RUNTIME values to run each model with")
+    ap.add_argument("--runtimes", nargs="*", default=[Settings().cpu_runtime],
+                    choices=["auto", "onnxruntime", "onnxruntime-int8", "torch"],
+                    help="IDSVC_CPU_RUNTIME values to run each model with (default: the default; "
+                         "onnxruntime is float32)")
     args = ap.parse_args()
     photos = lfw_photos(args.photos)
 
     from facenet_pytorch import MTCNN
     from PIL import Image
 
-    from idsvc.cpu_runtime import accelerate
+    from idsvc.active_model import load_model
+    from idsvc.int8 import numerics
     from idsvc.encoder import load_encoder
     from idsvc.pipeline import Pipeline
     from idsvc.service import Service
@@ -98,11 +100,8 @@ def main() -> None:
         runs = [(m, rt) for m in args.models or [s.model] for rt in args.runtimes]
         for i, (model, runtime) in enumerate(runs):
             si = load_settings(home=Path(tmp) / f"home{i}", model=model, device="cpu", cpu_runtime=runtime)
-            enc_i = load_encoder(model, device="cpu")
-            if si.cpu_runtime != "torch":
-                # as the active model is on the CPU (cpu_runtime.py)
-                accelerate(enc_i, si.model_cache_dir, int8=si.cpu_runtime == "onnxruntime-int8")
-            label = f"{model.name}{', int8' if runtime == 'onnxruntime-int8' else ''}"
+            enc_i = load_model(model, si)  # as the active model is loaded
+            label = f"{model.name}, {runtime} ({numerics(enc_i)})"
             svc = Service(si, encoder=enc_i, pipeline=Pipeline(si, enc_i))
             t0 = time.perf_counter()
             accepted = svc.enroll_each(people)["accepted"]

@@ -25,7 +25,8 @@ def status(ctx: typer.Context) -> None:
     idx, m = st["index"], st["model"]
     agreement = "in agreement with the registry" if idx["in_agreement"] else "; ".join(idx["problems"])
     rows = [("home", st["home"]), ("database", f"{st['db']} (schema {st['schema']})"),
-            ("model", f"{m['name']} {m['version']} ({m['device']}, {m['path']})"),
+            ("model", f"{m['name']} {m['version']} ({m['device']}{', ' + m['numerics'] if m['numerics'] else ''}, "
+                      f"{m['path']})"),
             ("identities", st["identities"]), ("templates", st["templates"]),
             ("index", f"{idx['kind'] or 'none saved'}, {idx['vectors']} vectors, {agreement}"),
             ("threshold", f"{st['threshold']:.4f} ({st['threshold_source']})" if st["threshold"] is not None

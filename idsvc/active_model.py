@@ -38,6 +38,20 @@ def sidecar_card(path: Path) -> dict[str, Any] | None:
     return card if card.get("file_sha256") == digest and "version" in card else None
 
 
+def load_model(path: Path, settings: Settings) -> EmbeddingModel:
+    """The checkpoint at ``path`` as ``settings`` run it: on their device, and on the CPU through ONNX Runtime
+    (float32, or int8 where ``settings.cpu_runtime`` asks and the model ships ranges) unless they say "torch"."""
+    from idsvc.encoder import load_encoder
+
+    encoder = load_encoder(path, device=settings.device, batch_size=settings.batch_size)
+    if settings.cpu_runtime != "torch":
+        from idsvc.cpu_runtime import accelerate
+        from idsvc.int8 import wants_int8
+
+        accelerate(encoder, settings.model_cache_dir, int8=wants_int8(settings.cpu_runtime))
+    return encoder
+
+
 class ActiveModel:
     def __init__(self, settings: Settings, registry: Callable[[], Registry], *, encoder: EmbeddingModel | None = None,
                  pipeline: Pipeline | None = None) -> None:
@@ -59,14 +73,7 @@ class ActiveModel:
     @property
     def encoder(self) -> EmbeddingModel:
         if self._encoder is None:
-            from idsvc.encoder import load_encoder
-
-            self._encoder = load_encoder(self.path, device=self.settings.device, batch_size=self.settings.batch_size)
-            if self.settings.cpu_runtime != "torch":
-                from idsvc.cpu_runtime import accelerate
-
-                accelerate(self._encoder, self.settings.model_cache_dir,
-                           int8=self.settings.cpu_runtime == "onnxruntime-int8")
+            self._encoder = load_model(self.path, self.settings)
             log.info("loaded model %s (%s) on %s", self._encoder.version, self._encoder.path, self._encoder.device)
         return self._encoder
 

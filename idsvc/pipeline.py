@@ -77,10 +77,10 @@ class Pipeline:
     def recipe(self) -> str:
         """What, besides the model version, decides the crop a photo becomes (keys the evaluation cache)."""
         from idsvc.detect import PAD_FRACTION
+        from idsvc.int8 import numerics
 
         s = self.settings
-        members = [enc for _, enc in getattr(self.encoder, "members", [])] or [self.encoder]
-        int8 = "-int8" if any(getattr(enc, "numerics", "") == "int8" for enc in members) else ""  # other vectors
+        int8 = "-int8" if numerics(self.encoder) == "int8" else ""  # other vectors
         return (f"pad{PAD_FRACTION}-tight{s.tight_crop_outside}-{s.tight_crop_mode}-landmarks-settled-whole-fallback"
                 f"{int8}")
 

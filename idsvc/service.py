@@ -353,6 +353,7 @@ class Service:
         and the index manifest, so it loads neither the model nor the index (``doctor`` looks deeper). Without
         ``server_paths`` the home, database URL and index location are withheld and the model is named by its file
         name only."""
+        from idsvc.int8 import numerics
         from idsvc.registry import redact
 
         home, model = self.home, self.home.model
@@ -368,7 +369,8 @@ class Service:
             "schema": home.registry.schema_revision(),
             "model": {"path": str(model.path), "name": model.card["name"], "version": model.version,
                       "embedding_size": model.dim,
-                      "device": str(model.encoder.device) if model.loaded else f"{self.settings.device} (not loaded)"},
+                      "device": str(model.encoder.device) if model.loaded else f"{self.settings.device} (not loaded)",
+                      "numerics": numerics(model.encoder) if model.loaded else None},
             "identities": counts["identities"], "templates": counts["templates"],
             "templates_other_models": {v: n for v, n in counts["templates_by_model"].items() if v != model.version},
             "index": {"kind": (manifest or {}).get("kind"), "vectors": (manifest or {}).get("count", 0),

@@ -24,15 +24,11 @@ TEMPLATE_COLUMNS = ["id", "crop_path", "crop_landmarks", "source_path", "image_s
 def upgrade_model(home: Home, path: Path, progress: Callable[..., None] | None = None) -> dict[str, Any]:
     """Re-embed with the checkpoint at ``path`` and make it the home's active model. Call under the write lock.
     Raises ``crop_missing`` for a template whose crop and source photo are both gone."""
-    from idsvc.encoder import load_encoder
+    from idsvc.active_model import load_model
 
     t0 = time.perf_counter()
     settings, registry = home.settings, home.registry
-    new = load_encoder(path, device=settings.device, batch_size=settings.batch_size)
-    if settings.cpu_runtime != "torch":
-        from idsvc.cpu_runtime import accelerate
-
-        accelerate(new, settings.model_cache_dir, int8=settings.cpu_runtime == "onnxruntime-int8")
+    new = load_model(path, settings)
     rows = registry.template_rows(TEMPLATE_COLUMNS)
     old_versions = sorted({r["model_version"] for r in rows} - {new.version})
     done = registry.pending_ids(new.version)

@@ -90,11 +90,12 @@ def shared_pipeline(model_path: Path, tmp_path_factory: pytest.TempPathFactory):
     """MTCNN + encoder, loaded once for the whole run."""
     from idsvc.cpu_runtime import accelerate
     from idsvc.encoder import load_encoder
+    from idsvc.int8 import wants_int8
     from idsvc.pipeline import Pipeline
 
     s = load_settings(home=tmp_path_factory.mktemp("pipeline-home"), model=model_path, device="cpu")
     encoder = load_encoder(model_path, device="cpu")
-    accelerate(encoder, s.model_cache_dir)  # as the active model does on the CPU
+    accelerate(encoder, s.model_cache_dir, int8=wants_int8(s.cpu_runtime))  # as the active model is on the CPU
     return Pipeline(s, encoder)
 
 

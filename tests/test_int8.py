@@ -1,7 +1,7 @@
 """The int8 CPU path (idsvc/int8.py) on real faces: the shipped FaceNet ranges give an int8 network whose vectors
-stay close to float32 ones and keep people apart; ``IDSVC_CPU_RUNTIME=onnxruntime-int8`` gives it to the active
-model (the fusion's FaceNet member), the default and models without shipped ranges keep float32, and every user
-builds the same file."""
+stay close to float32 ones and keep people apart; the default (``auto``: int8 where the CPU has VNNI) and
+``IDSVC_CPU_RUNTIME=onnxruntime-int8`` give it to the active model (the fusion's FaceNet member), ``onnxruntime`` and
+models without shipped ranges keep float32, status says which; and every user builds the same file."""
 
 from __future__ import annotations
 
@@ -43,19 +43,34 @@ def test_int8_facenet_stays_close_to_float32_and_keeps_people_apart(crops, tmp_p
     assert min(sims[0, 1], sims[2, 3]) > 0.5 > max(sims[0, 2], sims[1, 3])  # the same people stay together
 
 
-def test_the_setting_gives_the_active_model_int8_and_only_where_ranges_ship(tmp_path, monkeypatch):
+def test_the_setting_gives_the_active_model_int8_and_only_where_ranges_ship(tmp_path, monkeypatch, photos):
     from idsvc.active_model import ActiveModel
     from idsvc.cpu_runtime import accelerate
+    from idsvc.int8 import cpu_has_vnni, wants_int8
     from tests.conftest import permuted_model
 
     def facenet_numerics(settings) -> str:
         enc = ActiveModel(settings, lambda: None).encoder  # --model given: the registry is never asked
         return next((m for _, m in getattr(enc, "members", [])), enc).numerics
 
-    assert facenet_numerics(load_settings(home=tmp_path / "a", model=FACENET_MODEL, device="cpu")) == "float32"
+    monkeypatch.delenv("IDSVC_CPU_RUNTIME", raising=False)
+    default = load_settings(home=tmp_path / "d", model=FACENET_MODEL, device="cpu")
+    assert default.cpu_runtime == "auto" and wants_int8("auto") == cpu_has_vnni()
+    assert facenet_numerics(default) == ("int8" if cpu_has_vnni() else "float32")
+    assert facenet_numerics(load_settings(home=tmp_path / "a", model=FACENET_MODEL, device="cpu",
+                                          cpu_runtime="onnxruntime")) == "float32"
     monkeypatch.setenv("IDSVC_CPU_RUNTIME", "onnxruntime-int8")
     s = load_settings(home=tmp_path / "b", model=FACENET_MODEL, device="cpu")
     assert s.cpu_runtime == "onnxruntime-int8" and facenet_numerics(s) == "int8"
+    from idsvc.service import Service
+
+    svc = Service(s)  # its own model, loaded as a server loads it
+    try:
+        assert svc.status()["model"]["numerics"] is None  # status loads no model
+        svc.enroll("Colin_Powell", [str(p) for p in photos("lfw", "Colin_Powell", 1)])
+        assert svc.status()["model"]["numerics"] == "int8"
+    finally:
+        svc.close()
     permuted_model(tmp_path / "p.pt")
     other = load_encoder(tmp_path / "p.pt", device="cpu")
     accelerate(other, s.model_cache_dir, int8=True)  # no ranges ship for this version

@@ -238,6 +238,8 @@ class StatusModel(BaseModel):
     version: str
     embedding_size: int
     device: str
+    numerics: str | None = Field(None, description="float32, or int8 where the CPU runs the quantized network; "
+                                                    "null until the model is loaded")
 
 
 class StatusIndex(BaseModel):
