@@ -71,7 +71,7 @@ class Detector:
         )
         # MTCNN's stages run by idsvc.mtcnn (same weights and box arithmetic, about twice as fast on a CPU).
         nets = (self._mtcnn.pnet, self._mtcnn.rnet, self._mtcnn.onet)
-        if self.device.type == "cpu" and settings.cpu_runtime != "torch":  # "onnxruntime" or "-int8"
+        if self.device.type == "cpu" and settings.cpu_runtime != "torch":  # "auto", "onnxruntime", "onnxruntime-int8"
             from idsvc.mtcnn import cpu_networks
 
             nets = cpu_networks(self._mtcnn, settings.model_cache_dir)

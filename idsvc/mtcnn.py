@@ -8,8 +8,8 @@ average ``interpolate(mode="area")`` takes, bin for bin — and on the CPU the t
 exported once and cached like the encoders' exports (see ``cpu_networks`` for why the first too). Everything else —
 the scale pyramid, the proposal boxes, the non-maximum suppressions, the box regression — is facenet-pytorch's own
 code, called as it is, so detections match ``MTCNN.detect`` (tested: the same faces on real photos, boxes and
-landmarks within 0.01 px). On those 200 photos detection takes 2.3 s against 3.9–4.5 s (bench/enroll.py): what is
-left is the networks' arithmetic.
+landmarks within 0.01 px). On those 200 photos detection takes 2.3–2.9 s against facenet-pytorch's 3.9–4.6 s in the
+same runs (bench/enroll.py, 1.6–2.0×): what is left is the networks' arithmetic.
 """
 
 from __future__ import annotations
