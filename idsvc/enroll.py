@@ -91,7 +91,7 @@ class _Result:
 
 class _Session:
     """One enroll call under the write lock: photos are read and checked one by one, detected in same-shape groups,
-    embedded in one encoder pass per flush (across identities), committed one transaction per identity per flush,
+    embedded in one encoder pass per flush (across identities), committed in one transaction per flush,
     and the index is saved once at the end."""
 
     def __init__(self, home: Home, names: list[str], aligned: bool) -> None:
@@ -137,7 +137,7 @@ class _Session:
         self.waiting.clear()
 
     def flush(self) -> None:
-        """Embed every pending crop in one pass; store each identity's in one transaction, crops inside it."""
+        """Embed every pending crop in one pass; store them in one transaction, crops inside it."""
         from idsvc.crops import stored_landmarks
         from idsvc.registry import NewTemplate
 
@@ -146,20 +146,23 @@ class _Session:
         home, version = self.home, self.home.model.version
         vecs = home.model.pipeline.embed([fc.aligned for *_, fc in self.pending])
         commit()  # past a timed-out request's last chance to stop (idsvc.cancel)
-        for name in dict.fromkeys(n for n, *_ in self.pending):
-            rows = [(i, src, img, fc) for i, (n, src, img, fc) in enumerate(self.pending) if n == name]
-            new = [NewTemplate(embedding=vecs[i], model_version=version, image_sha256=img.sha256,
-                               source_path=img.stored_source, box=list(fc.face.box),
-                               landmarks=fc.face.landmarks.tolist(), det_prob=fc.face.prob,
-                               quality=fc.quality.score(), quality_details=fc.quality.as_dict(),
-                               crop_landmarks=stored_landmarks(fc.aligned))
-                   for i, _, img, fc in rows]
-            crops = [fc.aligned.crop for *_, fc in rows]
-            ids = home.registry.add_templates(name, new, store_crops=partial(_save_crops, home, crops))
-            crash_point("enroll.committed")
-            self.index.add(np.array(ids), vecs[[i for i, *_ in rows]])
+        names = list(dict.fromkeys(n for n, *_ in self.pending))
+        rows = {name: [(i, src, img, fc) for i, (n, src, img, fc) in enumerate(self.pending) if n == name]
+                for name in names}
+        groups = [(name, [NewTemplate(embedding=vecs[i], model_version=version, image_sha256=img.sha256,
+                                      source_path=img.stored_source, box=list(fc.face.box),
+                                      landmarks=fc.face.landmarks.tolist(), det_prob=fc.face.prob,
+                                      quality=fc.quality.score(), quality_details=fc.quality.as_dict(),
+                                      crop_landmarks=stored_landmarks(fc.aligned))
+                              for i, _, img, fc in rows[name]]) for name in names]
+        order = [i for name in names for i, *_ in rows[name]]  # the pending rows in the order they are stored
+        crops = [self.pending[i][3].aligned.crop for i in order]
+        ids = home.registry.add_templates_many(groups, store_crops=partial(_save_crops, home, crops))
+        crash_point("enroll.committed")
+        self.index.add(np.array([tid for group in ids for tid in group]), vecs[order])
+        for name, group in zip(names, ids):
             self.results[name].accepted += [{"path": src, "template_id": tid, "quality": fc.quality.as_dict()}
-                                            for tid, (_, src, _, fc) in zip(ids, rows)]
+                                            for tid, (_, src, _, fc) in zip(group, rows[name])]
         self.pending.clear()
 
     def _known(self, name: str, image: LoadedImage) -> str | None:

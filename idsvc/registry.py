@@ -222,37 +222,47 @@ class Registry:
 
     def add_templates(self, name: str, items: list[NewTemplate], *, metadata: dict | None = None,
                       store_crops: Callable[[list[int]], dict[int, str]] | None = None) -> list[int]:
-        """Create the identity if needed and store the templates, all in one transaction. ``store_crops(ids)`` writes
-        their crops inside that transaction and returns ``{id: crop path}``, recorded before the commit: a template
-        is never visible without its crop, and a kill before the commit leaves only unreferenced files (which
-        ``doctor --fix`` sweeps). Returns template ids."""
+        """Create the identity if needed (with ``metadata``) and store the templates, all in one transaction.
+        ``store_crops(ids)`` writes their crops inside that transaction and returns ``{id: crop path}``, recorded
+        before the commit: a template is never visible without its crop, and a kill before the commit leaves only
+        unreferenced files (which ``doctor --fix`` sweeps). Returns template ids."""
+        return self.add_templates_many([(name, items)], metadata=metadata, store_crops=store_crops)[0]
+
+    def add_templates_many(self, groups: list[tuple[str, list[NewTemplate]]], *, metadata: dict | None = None,
+                           store_crops: Callable[[list[int]], dict[int, str]] | None = None) -> list[list[int]]:
+        """``add_templates`` for several identities in one transaction (an enroll flush across a library of
+        people folders: one commit, not one per person). Returns each group's template ids."""
         with self.engine.begin() as conn:
-            ident = conn.execute(select(t.identities.c.id).where(t.identities.c.name == name)).scalar()
-            if ident is None:
-                ident = _new_id(conn.execute(insert(t.identities).values(
-                    name=name, metadata=json.dumps(metadata or {}), created_at=now())))
-            ids = []
-            for it in items:
-                try:
-                    res = conn.execute(insert(t.templates).values(
-                        identity_id=ident, embedding=to_blob(it.embedding), dim=int(it.embedding.shape[0]),
-                        model_version=it.model_version, image_sha256=it.image_sha256, source_path=it.source_path,
-                        box=json.dumps([round(v, 2) for v in it.box]),
-                        landmarks=json.dumps([[round(x, 2), round(y, 2)] for x, y in it.landmarks]),
-                        det_prob=it.det_prob, quality=it.quality, quality_details=json.dumps(it.quality_details),
-                        crop_landmarks=None if it.crop_landmarks is None else json.dumps(
-                            [[round(x, 2), round(y, 2)] for x, y in it.crop_landmarks]),
-                        created_at=now()))
-                except IntegrityError:
-                    raise IdsvcError("already_enrolled", f"{it.source_path}: image already enrolled",
-                                     path=it.source_path) from None
-                ids.append(_new_id(res))
+            out: list[list[int]] = []
+            for name, items in groups:
+                ident = conn.execute(select(t.identities.c.id).where(t.identities.c.name == name)).scalar()
+                if ident is None:
+                    ident = _new_id(conn.execute(insert(t.identities).values(
+                        name=name, metadata=json.dumps(metadata or {}), created_at=now())))
+                out.append([self._insert_template(conn, ident, it) for it in items])
             if store_crops is not None:
-                for tid, path in store_crops(ids).items():
+                for tid, path in store_crops([tid for ids in out for tid in ids]).items():
                     conn.execute(update(t.templates).where(t.templates.c.id == tid).values(crop_path=path))
                 crash_point("enroll.crops_written")
             self._changed(conn)
-        return ids
+        return out
+
+    @staticmethod
+    def _insert_template(conn: Any, ident: int, it: NewTemplate) -> int:
+        try:
+            res = conn.execute(insert(t.templates).values(
+                identity_id=ident, embedding=to_blob(it.embedding), dim=int(it.embedding.shape[0]),
+                model_version=it.model_version, image_sha256=it.image_sha256, source_path=it.source_path,
+                box=json.dumps([round(v, 2) for v in it.box]),
+                landmarks=json.dumps([[round(x, 2), round(y, 2)] for x, y in it.landmarks]),
+                det_prob=it.det_prob, quality=it.quality, quality_details=json.dumps(it.quality_details),
+                crop_landmarks=None if it.crop_landmarks is None else json.dumps(
+                    [[round(x, 2), round(y, 2)] for x, y in it.crop_landmarks]),
+                created_at=now()))
+        except IntegrityError:
+            raise IdsvcError("already_enrolled", f"{it.source_path}: image already enrolled",
+                             path=it.source_path) from None
+        return _new_id(res)
 
     def delete_template(self, template_id: int) -> str | None:
         """Delete one template; returns its crop path. Raises ``template_not_found``."""
