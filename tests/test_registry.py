@@ -75,6 +75,23 @@ def test_same_image_twice_is_refused_and_nothing_half_written(db_url):
     assert r.counts()["templates"] == 1
 
 
+def test_several_identities_in_one_transaction_store_together_or_not_at_all(db_url):
+    """An enroll flush across people folders is one transaction: each group's ids come back in order, and a
+    failure in a later identity takes the earlier ones (and their crops' paths) back with it."""
+    r = Registry(db_url)
+    written: list[list[int]] = []
+    groups = r.add_templates_many([("bob", [_tpl("b1"), _tpl("b2")]), ("carol", [_tpl("c1")])],
+                                  store_crops=lambda ids: written.append(ids) or {i: f"/crops/{i}.png" for i in ids})
+    assert [len(g) for g in groups] == [2, 1] and written == [groups[0] + groups[1]]
+    assert r.enrolled_shas(["b1", "b2", "c1"]) == {"b1": "bob", "b2": "bob", "c1": "carol"}
+    assert [t["crop_path"] for t in r.templates_of("carol")] == [f"/crops/{groups[1][0]}.png"]
+    with pytest.raises(IdsvcError) as err:
+        r.add_templates_many([("dave", [_tpl("d1")]), ("erin", [_tpl("e1"), _tpl("b1")])])
+    assert err.value.code == "already_enrolled"
+    assert sorted(i["name"] for i in r.identities()) == ["bob", "carol"]  # dave went back with erin
+    assert r.counts()["templates"] == 3
+
+
 def test_thresholds_are_per_model_version(db_url):
     r = Registry(db_url)
     r.save_threshold("m1", 0.5, "far", 1e-3, "h", 10, 10, {})
