@@ -169,6 +169,13 @@ def cpu_networks(mtcnn: Any, cache_dir: Path) -> tuple[Net, Net, Net]:
             _on_runtime(mtcnn.onet, "onet", (2, 3, 48, 48), {0: "n"}, cache_dir))
 
 
+#: Input pixels per ONNX Runtime call of an MTCNN stage: a batch of 16 photos at the first pyramid scale, or
+#: thousands of candidates, is run a few at a time (4 photos at 151 × 151, 43 candidates at 48 × 48), so the
+#: activations stay in the CPU's caches: on 2 cores the first stage ran ~4–18% and the third ~8% faster. Each photo or
+#: candidate is computed alone either way (batch-invariant, tested), so the faces do not change.
+PIXELS_PER_CALL = 100_000
+
+
 def _on_runtime(net: torch.nn.Module, name: str, shape: tuple[int, ...], axes: dict[int, str],
                 cache_dir: Path) -> Net:
     """``net`` (an MTCNN stage) as a callable on an ONNX Runtime session, torch tensors in and out."""
@@ -186,6 +193,10 @@ def _on_runtime(net: torch.nn.Module, name: str, shape: tuple[int, ...], axes: d
         return net
 
     def run(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(torch.from_numpy(y) for y in session.run_all(x.numpy()))
+        step = max(1, PIXELS_PER_CALL // (x.shape[2] * x.shape[3]))
+        if len(x) <= step:
+            return tuple(torch.from_numpy(y) for y in session.run_all(x.numpy()))
+        parts = [session.run_all(x[i:i + step].numpy()) for i in range(0, len(x), step)]
+        return tuple(torch.from_numpy(np.concatenate(ys)) for ys in zip(*parts))
 
     return run
