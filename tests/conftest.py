@@ -87,16 +87,12 @@ def facenet_path() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_pipeline(model_path: Path, tmp_path_factory: pytest.TempPathFactory):
-    """MTCNN + encoder, loaded once for the whole run."""
-    from idsvc.cpu_runtime import accelerate
-    from idsvc.encoder import load_encoder
-    from idsvc.int8 import wants_int8
+    """MTCNN + encoder, loaded once for the whole run, as the active model is loaded (the default CPU runtime)."""
+    from idsvc.active_model import load_model
     from idsvc.pipeline import Pipeline
 
     s = load_settings(home=tmp_path_factory.mktemp("pipeline-home"), model=model_path, device="cpu")
-    encoder = load_encoder(model_path, device="cpu")
-    accelerate(encoder, s.model_cache_dir, int8=wants_int8(s.cpu_runtime))  # as the active model is on the CPU
-    return Pipeline(s, encoder)
+    return Pipeline(s, load_model(model_path, s))
 
 
 @pytest.fixture
