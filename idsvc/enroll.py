@@ -70,7 +70,9 @@ def name_key(name: str) -> str:
 
 
 #: Photos read and detected together: same-shape photos share MTCNN passes (an LFW-like folder is all 250×250), and
-#: accepted crops from several identities share one encoder pass.
+#: accepted crops from several identities share one encoder pass. Batches run one after another: detecting the next
+#: on a second thread while this one is embedded and stored was measured no faster on 2 cores, which the two halves
+#: already keep busy (docs/benchmarks.md).
 DETECT_EVERY = 16
 
 
