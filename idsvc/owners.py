@@ -22,12 +22,13 @@ class Owners:
         self._generation: str | None = None
         self._names: str | None = None
 
-    def of(self, ids: list[int], generation: str) -> dict[int, tuple[int, str]]:
-        """{template id: (identity id, name)} for those of ``ids`` the registry (at ``generation``) holds."""
+    def at(self, generation: str) -> dict[int, tuple[int, str]]:
+        """{template id: (identity id, name)} for every template the registry holds at ``generation``: the map
+        itself, brought up to date if the token moved (read it, do not change it)."""
         owners = self._map
         if owners is None or generation != self._generation:
             owners = self._map = self._synced(owners, generation)
-        return {i: owners[i] for i in ids if i in owners}
+        return owners
 
     def _synced(self, owners: dict[int, tuple[int, str]] | None, generation: str) -> dict[int, tuple[int, str]]:
         from idsvc.registry import NAMES_GENERATION

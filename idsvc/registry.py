@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from idsvc import schema as t
@@ -37,6 +37,8 @@ ACTIVE_MODEL_KEY = "active_model_path"
 #: The generation at which a model switch committed: until the next write, a missing index of the new version is the
 #: expected state (not yet built), not damage.
 UNINDEXED = "unindexed_generation"
+#: Built once: every search reads the generation token, and building the statement cost as much as running it.
+_GET_META = select(t.meta.c.value).where(t.meta.c.key == bindparam("key"))
 log = logging.getLogger(__name__)
 
 
@@ -541,7 +543,7 @@ class Registry:
     # -- meta ---------------------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         with self.engine.connect() as conn:
-            return conn.execute(select(t.meta.c.value).where(t.meta.c.key == key)).scalar()
+            return conn.execute(_GET_META, {"key": key}).scalar()
 
     def set_meta(self, key: str, value: str) -> None:
         with self.engine.begin() as conn:

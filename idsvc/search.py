@@ -102,22 +102,24 @@ def _answer(home: Home, opened: OpenIndex, img: LoadedImage, crops: list[FaceCro
 
 def rank(home: Home, opened: OpenIndex, vec: np.ndarray, top_k: int) -> list[dict[str, Any]]:
     """Top identities: fetch more templates than identities wanted, keep each identity's best, widen if needed.
-    Template ids become identities through the in-memory map (``home.owners``), not a registry query."""
+    Template ids become identities through the in-memory map (``home.owners``), not a registry query. The index
+    answers best first, so an identity's first template is its best, and the walk stops at ``top_k`` identities."""
     index = opened.index
     total = index.ntotal
     if total == 0:
         return []
+    owners = home.owners.at(opened.generation)
     k = min(total, top_k * 8 + 32)
     while True:
         scores, ids = index.search(vec[None, :], k)
-        owners = home.owners.of([int(i) for i in ids[0] if i >= 0], opened.generation)
         best: dict[int, dict[str, Any]] = {}
-        for s, i in zip(scores[0], ids[0]):
-            if i < 0 or int(i) not in owners:
+        for s, i in zip(scores[0].tolist(), ids[0].tolist()):
+            owner = owners.get(i)  # None for -1 (no more results) and for a template deleted since
+            if owner is None or owner[0] in best:
                 continue
-            iid, name = owners[int(i)]
-            if iid not in best:
-                best[iid] = {"name": name, "score": round(float(s), 6), "template_id": int(i)}
+            best[owner[0]] = {"name": owner[1], "score": round(s, 6), "template_id": i}
+            if len(best) == top_k:
+                break
         if len(best) >= top_k or k >= total:
             break
         k = min(total, k * 4)
