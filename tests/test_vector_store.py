@@ -190,3 +190,23 @@ def test_template_owners_follow_renames_and_deletes_made_elsewhere(make_home):
     b.registry.delete_identity("bob")
     b.index.delete_vectors(agreed)
     assert [c["name"] for c in rank(a, a.index.open(), v[3], 2)] == ["carol"]
+
+
+def test_ranking_widens_past_one_identitys_many_templates(make_home):
+    """Search asks the store for 8·top_k + 32 templates; when one identity holds all of them, it asks for more until
+    it has top_k identities, each at its best template's score."""
+    from idsvc.search import rank
+
+    home = make_home()
+    q = unit(1, 20)[0]
+    near = q + 0.05 * unit(60, 21)  # 60 templates of alice, all closer to the query than bob's one
+    near /= np.linalg.norm(near, axis=1, keepdims=True)
+    far = q + 0.6 * unit(1, 22)
+    far /= np.linalg.norm(far, axis=1, keepdims=True)
+    alice = enroll(home, "alice", near)
+    (bob,) = enroll(home, "bob", far)
+    top = rank(home, home.index.open(), q, 2)
+    assert [c["name"] for c in top] == ["alice", "bob"]
+    best = int(np.argmax(near @ q))
+    assert top[0]["template_id"] == alice[best] and top[0]["score"] == pytest.approx(float(near[best] @ q), abs=1e-5)
+    assert top[1]["template_id"] == bob and top[1]["score"] < min(near @ q)
