@@ -1,8 +1,9 @@
 """Search latency of idsvc's index against a bare FAISS IndexFlatIP on the same vectors, in the same run.
 
 idsvc's path is ``FaissIndex.search`` (IndexIDMap2 over IndexFlatIP, ids mapped, padding handled) and, at the sizes
-where a registry is built, the service's identity ranking (``idsvc.search.rank``: index search plus the registry look-up
-that turns template ids into identities). Exact search, so recall against the bare index must be 1.0.
+where a registry is built, the service's path: ``home.index.open()`` (the registry's generation token, the cached
+index) and ``idsvc.search.rank`` (index search, then the in-memory template → identity map). Exact search, so recall
+against the bare index must be 1.0.
 
     python bench/search.py [--sizes 10000 100000 1000000] [--queries 200] [--k 10] [--service-max 100000]
 """
@@ -10,6 +11,7 @@ that turns template ids into identities). Exact search, so recall against the ba
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -59,6 +61,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--service-max", type=int, default=100_000, help="largest N for the service-level row")
     args = ap.parse_args()
+    load_start = os.getloadavg()[0]
     d = 128
     rows = []
     for n in args.sizes:
@@ -89,13 +92,14 @@ def main() -> None:
                 # What a service search costs besides detection and embedding: open (the registry's generation
                 # token, the cached index) and rank (index search, in-memory template → identity map).
                 t_svc = timed(lambda: rank(svc.home, svc.home.index.open(), q[next(it) % len(q)], 5), args.queries)
-                rows.append([n, "idsvc search.rank (top-5 identities)", np.percentile(t_svc, 50),
+                rows.append([n, "idsvc service path (open + rank, top-5)", np.percentile(t_svc, 50),
                              np.percentile(t_svc, 99), np.percentile(t_bare, 50), np.percentile(t_bare, 99),
                              np.percentile(t_svc, 50) / np.percentile(t_bare, 50), "-"])
                 svc.close()
         del bare, ours
     print(f"# search latency, one query at a time, k={args.k}, d={d}, random unit vectors — {machine()}, "
-          f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads")
+          f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads; load {load_start:.1f} at the start, "
+          f"{os.getloadavg()[0]:.1f} at the end")
     print(table(["N", "path", "ours p50 ms", "ours p99 ms", "bare p50 ms", "bare p99 ms", "ratio p50",
                  "recall@k vs bare"], rows))
     print(f"peak RSS {peak_rss_mb():.0f} MB")
