@@ -136,6 +136,7 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.slow  # a real browser: its first start alone is ~8 s on 2 cores
 @pytest.mark.parametrize("page, expect", [
     ("/docs", ['class="opblock ', 'class="btn authorize', "/v1/search", "/v1/identities/{name}/enroll"]),
     ("/redoc", ["/v1/search", "Who is this?", "apiKey"]),
