@@ -148,23 +148,24 @@ class _Session:
         home, version = self.home, self.home.model.version
         vecs = home.model.pipeline.embed([fc.aligned for *_, fc in self.pending])
         commit()  # past a timed-out request's last chance to stop (idsvc.cancel)
-        names = list(dict.fromkeys(n for n, *_ in self.pending))
-        rows = {name: [(i, src, img, fc) for i, (n, src, img, fc) in enumerate(self.pending) if n == name]
-                for name in names}
-        groups = [(name, [NewTemplate(embedding=vecs[i], model_version=version, image_sha256=img.sha256,
-                                      source_path=img.stored_source, box=list(fc.face.box),
-                                      landmarks=fc.face.landmarks.tolist(), det_prob=fc.face.prob,
-                                      quality=fc.quality.score(), quality_details=fc.quality.as_dict(),
-                                      crop_landmarks=stored_landmarks(fc.aligned))
-                              for i, _, img, fc in rows[name]]) for name in names]
-        order = [i for name in names for i, *_ in rows[name]]  # the pending rows in the order they are stored
+        rows: dict[str, list[int]] = {}  # each identity's pending rows, identities in the order first given
+        for i, (name, *_) in enumerate(self.pending):
+            rows.setdefault(name, []).append(i)
+        order = [i for mine in rows.values() for i in mine]  # the pending rows in the order they are stored
+        new = [NewTemplate(embedding=vecs[i], model_version=version, image_sha256=img.sha256,
+                           source_path=img.stored_source, box=list(fc.face.box), landmarks=fc.face.landmarks.tolist(),
+                           det_prob=fc.face.prob, quality=fc.quality.score(), quality_details=fc.quality.as_dict(),
+                           crop_landmarks=stored_landmarks(fc.aligned))
+               for i, (_, _, img, fc) in enumerate(self.pending)]
         crops = [self.pending[i][3].aligned.crop for i in order]
-        ids = home.registry.add_templates_many(groups, store_crops=partial(_save_crops, home, crops))
+        ids = home.registry.add_templates_many([(name, [new[i] for i in mine]) for name, mine in rows.items()],
+                                               store_crops=partial(_save_crops, home, crops))
         crash_point("enroll.committed")
         self.index.add(np.array([tid for group in ids for tid in group]), vecs[order])
-        for name, group in zip(names, ids):
-            self.results[name].accepted += [{"path": src, "template_id": tid, "quality": fc.quality.as_dict()}
-                                            for tid, (_, src, _, fc) in zip(group, rows[name])]
+        for (name, mine), group in zip(rows.items(), ids):
+            self.results[name].accepted += [{"path": self.pending[i][1], "template_id": tid,
+                                             "quality": self.pending[i][3].quality.as_dict()}
+                                            for tid, i in zip(group, mine)]
         self.pending.clear()
 
     def _known(self, name: str, image: LoadedImage) -> str | None:
