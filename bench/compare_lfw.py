@@ -17,16 +17,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from idsvc.evaluate import (
-    EmbeddingCache,
-    evaluate_pairs,
-    kfold_correct,
-    mcnemar_exact,
-    read_pairs,
-    tar_at_far,
-)
+from idsvc.jobs.evaluation import evaluate_pairs
+from idsvc.measurement.pairs import read_pairs
+from idsvc.measurement.verification import kfold_correct, mcnemar_exact, tar_at_far
 from idsvc.service import Service
 from idsvc.settings import SHARED_DATA, load_settings
+from idsvc.storage.embedding_cache import EmbeddingCache
 
 
 def main() -> None:

@@ -16,8 +16,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._util import machine, peak_rss_mb, table  # noqa: E402
-from idsvc import nets  # noqa: E402
-from idsvc.encoder import EmbeddingModel, Encoder, load_encoder, make_card, weights_sha256  # noqa: E402
+from idsvc.encoders import nets  # noqa: E402
+from idsvc.encoders.checkpoint import make_card, weights_sha256
+from idsvc.encoders.load import load_encoder
+from idsvc.encoders.protocol import EmbeddingModel
+from idsvc.encoders.torch_encoder import Encoder  # noqa: E402
 
 
 def rate(encoder: EmbeddingModel, size: int, batch: int, seconds: float) -> float:

@@ -61,14 +61,13 @@ def main() -> None:
     load_start = os.getloadavg()[0]
 
     from facenet_pytorch import MTCNN
+    from idsvc.encoders.int8 import numerics
     from PIL import Image
 
-    from idsvc.active_model import load_model
-    from idsvc.detect import Detector
-    from idsvc.encoder import load_encoder
-    from idsvc.imageio import load_image
-    from idsvc.int8 import numerics
-    from idsvc.pipeline import Pipeline
+    from idsvc.encoders.load import load_encoder, load_model
+    from idsvc.faces.detect import Detector
+    from idsvc.faces.images import load_image
+    from idsvc.home.pipeline import Pipeline
     from idsvc.service import Service
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,7 +121,7 @@ def main() -> None:
         ours_det = paths[0][4]
         detect_rows = []
         for label, run in [("facenet-pytorch MTCNN.detect", lambda b: mtcnn.detect(np.stack(b), landmarks=True)),
-                           ("idsvc Detector (idsvc.mtcnn)", ours_det.detect_batch)]:
+                           ("idsvc Detector (idsvc.faces.mtcnn)", ours_det.detect_batch)]:
             t0 = time.perf_counter()
             for b in batches:
                 with torch.inference_mode():

@@ -26,9 +26,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from idsvc.encoder import load_encoder
-from idsvc.evaluate import kfold_correct, mcnemar_exact, read_pairs, tar_at_far, verification_report
-from idsvc.pipeline import Pipeline
+from idsvc.encoders.load import load_encoder
+from idsvc.home.pipeline import Pipeline
+from idsvc.measurement.pairs import read_pairs
+from idsvc.measurement.verification import kfold_correct, mcnemar_exact, tar_at_far, verification_report
 from idsvc.settings import SHARED_DATA, load_settings
 from idsvc.training.center_loss import CenterLoss
 from idsvc.training.data import list_identities

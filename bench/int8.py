@@ -1,4 +1,4 @@
-"""Measure a torch encoder's activation ranges for the int8 CPU path (``idsvc/int8.py``) and check the issue's gate
+"""Measure a torch encoder's activation ranges for the int8 CPU path (``idsvc/encoders/int8.py``) and check the issue's gate
 on LFW: the int8 model within 0.05 points of float32 accuracy and 0.2 points of TAR at FAR 1e-3, alone and inside
 the shipped fusion.
 
@@ -32,11 +32,13 @@ def main() -> None:
     ap.add_argument("--no-lfw", action="store_true")
     args = ap.parse_args()
 
-    from idsvc.cpu_runtime import OnnxNetwork, accelerate
-    from idsvc.encoder import load_encoder
-    from idsvc.evaluate import read_pairs, verification_report
-    from idsvc.int8 import measure_ranges
-    from idsvc.pipeline import Pipeline
+    from idsvc.encoders.int8 import measure_ranges
+
+    from idsvc.encoders.load import accelerate, load_encoder
+    from idsvc.home.pipeline import Pipeline
+    from idsvc.measurement.pairs import read_pairs
+    from idsvc.measurement.verification import verification_report
+    from idsvc.onnx_runtime import OnnxNetwork
 
     s = load_settings(home=Path(tempfile.mkdtemp()) / "home", model=args.model, device="cpu")
     enc = load_encoder(args.model, device="cpu")

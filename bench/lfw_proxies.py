@@ -24,9 +24,10 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from idsvc.align import ARCFACE_112, align, center_crop
-from idsvc.evaluate import read_pairs
-from idsvc.imageio import load_image
+from idsvc.faces.align import align, center_crop
+from idsvc.faces.images import load_image
+from idsvc.landmarks import ARCFACE_112
+from idsvc.measurement.pairs import read_pairs
 from idsvc.settings import SHARED_DATA, load_settings
 
 
@@ -47,7 +48,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from idsvc.detect import Detector
+    from idsvc.faces.detect import Detector
 
     pairs = read_pairs(args.lfw / "pairs.txt", args.lfw / "images")
     photos = sorted({p for pr in pairs for p in (pr.a, pr.b)})

@@ -24,15 +24,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._util import current_rss_mb, machine, peak_rss_mb, table, timed, unit_vectors  # noqa: E402
-from idsvc.index import FaissIndex, IndexParams, exact_search  # noqa: E402
 from idsvc.settings import SHARED_DATA, load_settings  # noqa: E402
+from idsvc.storage.faiss_index import FaissIndex, IndexParams, exact_search  # noqa: E402
 
 
 def real_embeddings(home: Path, limit: int) -> np.ndarray:
     """Embeddings of up to ``limit`` LFW photos with the shipped model (cached under ``home``)."""
-    from idsvc.encoder import load_encoder
-    from idsvc.evaluate import EmbeddingCache, embed_photos
-    from idsvc.pipeline import Pipeline
+    from idsvc.encoders.load import load_encoder
+    from idsvc.home.pipeline import Pipeline
+    from idsvc.jobs.evaluation import embed_photos
+    from idsvc.storage.embedding_cache import EmbeddingCache
 
     s = load_settings(home=home, device="cpu")
     enc = load_encoder(s.model, device="cpu")
@@ -67,7 +68,7 @@ def milvus_index(path: Path, kind: str, d: int, p: IndexParams, x: np.ndarray, i
     IDSVC_VECTORS=milvus:///… searches): (index, client, build seconds)."""
     from pymilvus import DataType, MilvusClient
 
-    from idsvc.milvus_store import MilvusIndex
+    from idsvc.storage.milvus import MilvusIndex
 
     client = MilvusClient(str(path))
     schema = client.create_schema(auto_id=False, enable_dynamic_field=False)

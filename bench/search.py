@@ -2,7 +2,7 @@
 
 idsvc's path is ``FaissIndex.search`` (IndexIDMap2 over IndexFlatIP, ids mapped, padding handled) and, at the sizes
 where a registry is built, the service's path: ``home.index.open()`` (the registry's generation token, the cached
-index) and ``idsvc.search.rank`` (index search, then the in-memory template → identity map). Exact search, so recall
+index) and ``idsvc.jobs.search.rank`` (index search, then the in-memory template → identity map). Exact search, so recall
 against the bare index must be 1.0.
 
     python bench/search.py [--sizes 10000 100000 1000000] [--queries 200] [--k 10] [--service-max 100000]
@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._util import machine, peak_rss_mb, table, timed, unit_vectors  # noqa: E402
-from idsvc.index import FaissIndex  # noqa: E402
-from idsvc.search import rank  # noqa: E402
+from idsvc.jobs.search import rank  # noqa: E402
+from idsvc.storage.faiss_index import FaissIndex  # noqa: E402
 
 
 def service_with(n: int, vectors: np.ndarray, home: Path):
@@ -31,10 +31,10 @@ def service_with(n: int, vectors: np.ndarray, home: Path):
 
     from sqlalchemy import insert
 
-    from idsvc import schema as t
-    from idsvc.registry import now, to_blob
     from idsvc.service import Service
     from idsvc.settings import DEFAULT_MODEL, load_settings
+    from idsvc.storage import schema as t
+    from idsvc.storage.registry import now, to_blob
 
     # The 128-d FaceNet member's version, so the vectors fit; searching needs no encoder loaded.
     s = load_settings(home=home, device="cpu", model=DEFAULT_MODEL.with_name("idsvc-facenet.pt"))

@@ -27,7 +27,7 @@ from idsvc.settings import SHARED_DATA, load_settings
 
 def bare_rate(arch: str, batch: int, steps: int, device: torch.device) -> float:
     """Images/s of the bare network: forward, cross-entropy on a linear head, backward, AdamW step."""
-    from idsvc import nets
+    from idsvc.encoders import nets
 
     model = nets.build(arch, 128).to(device)
     head = torch.nn.Linear(128, 40).to(device)
@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--archs", nargs="*", default=["compact", "inception_resnet_v1"])
     args = ap.parse_args()
 
-    from idsvc.encoder import resolve_device
+    from idsvc.devices import resolve_device
     from idsvc.service import Service
     from idsvc.training.config import TrainConfig
 

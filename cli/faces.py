@@ -88,7 +88,7 @@ def search(ctx: typer.Context, images: list[str] = typer.Argument(..., help="Pho
     if len(images) > 1 or jsonl or not Path(images[0]).is_file():
         n, results = service(ctx).search_many(images, top_k=top_k, threshold=threshold, all_faces=all_faces,
                                               aligned=aligned)
-        from idsvc.batch import identified
+        from idsvc.jobs.batch import identified
 
         return _batch(o, n, results, jsonl, "search", identified, _search_row)
     r = service(ctx).search(images[0], top_k=top_k, threshold=threshold, all_faces=all_faces, aligned=aligned)
@@ -142,7 +142,7 @@ def _search_row(r: dict[str, Any]) -> tuple[str, str, str]:
 def _batch(o: Any, n: int, results: Iterator[dict[str, Any]], jsonl: bool, what: str,
            positive: Callable[[dict[str, Any]], bool], row: Callable[[dict[str, Any]], tuple[str, str, str]]) -> None:
     """Render a batch: JSON lines as results arrive, or one document and a table; exit with the summary's code."""
-    from idsvc.batch import summary
+    from idsvc.jobs.batch import summary
 
     done: list[dict[str, Any]] = []
     with o.progress(what, total=n) as advance:

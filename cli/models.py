@@ -146,7 +146,7 @@ def calibrate(ctx: typer.Context,
               confidence: float = typer.Option(0.8, help="FAR thresholds keep the true FAR at or under the target "
                                                "with this confidence (0.5 ≈ the point estimate).")) -> None:
     """Measure the active model's match threshold (ROC, EER, best accuracy, threshold at a target FAR)."""
-    from idsvc.calibration import CalibrationRequest
+    from idsvc.jobs.calibration import CalibrationRequest
 
     req = CalibrationRequest(data=data, images=images, mode=mode, target_far=target_far, save=save,
                              report_dir=report, max_pairs=max_pairs, seed=seed, confidence=confidence)

@@ -16,19 +16,20 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from idsvc import auth, doctor, enroll, identities, search, upgrade, verify
 from idsvc.errors import IdsvcError
+from idsvc.faces.images import ImageInput
 from idsvc.home import Home
-from idsvc.imageio import ImageInput
-from idsvc.index_store import BEHIND
+from idsvc.jobs import doctor, enroll, identities, search, upgrade, verify
+from idsvc.jobs import keys as auth
+from idsvc.jobs.thresholds import resolve_threshold
 from idsvc.settings import Settings
-from idsvc.thresholds import resolve_threshold
-from idsvc.write_lock import ensure_home
+from idsvc.storage.vectors import BEHIND
+from idsvc.storage.write_lock import ensure_home
 
 if TYPE_CHECKING:
-    from idsvc.calibration import CalibrationRequest
-    from idsvc.encoder import EmbeddingModel
-    from idsvc.pipeline import Pipeline
+    from idsvc.encoders.protocol import EmbeddingModel
+    from idsvc.home.pipeline import Pipeline
+    from idsvc.jobs.calibration import CalibrationRequest
     from idsvc.training import TrainConfig
 
 Progress = Callable[..., None]
@@ -60,7 +61,7 @@ class Service:
                recursive: bool = False) -> dict[str, Any]:
         """Enroll image files, folders and globs into ``name`` (created if new). A folder whose photos sit in
         several sub-folders is refused unless ``recursive`` says they are all this one person."""
-        from idsvc.imageio import check_one_person, expand_paths
+        from idsvc.faces.images import check_one_person, expand_paths
 
         name = enroll.check_name(name)
         if not recursive:
@@ -78,7 +79,7 @@ class Service:
                     on_total: Callable[[int], None] | None = None, aligned: bool = False) -> dict[str, Any]:
         """One identity per sub-folder of ``folder``, named after it (face_recognition's ``known/<name>/``).
         Every name is checked before anything is stored. Raises ``file_not_found``, ``invalid_argument``."""
-        from idsvc.imageio import people_folders
+        from idsvc.faces.images import people_folders
 
         if not folder.is_dir():
             raise IdsvcError("file_not_found", f"{folder}: no such folder", path=str(folder))
@@ -98,22 +99,22 @@ class Service:
                progress: Progress | None = None) -> dict[str, Any]:
         """Every face of each photo (no encoder is loaded). Raises ``file_not_found`` for a missing path, before
         any model loads."""
-        from idsvc.detection_report import detect_photos
-        from idsvc.imageio import existing_files
+        from idsvc.faces.images import existing_files
+        from idsvc.jobs.detection import detect_photos
 
         files = existing_files(paths)
         return detect_photos(self._detection_pipeline(), files, crops_dir, progress)
 
     def detect_uploads(self, images: list[tuple[bytes, str]]) -> dict[str, Any]:
         """``detect`` for the API: uploads as (bytes, filename); a bad one carries its error, the rest go on."""
-        from idsvc.detection_report import detect_photos
+        from idsvc.jobs.detection import detect_photos
 
         return detect_photos(self._detection_pipeline(), images)
 
     def _detection_pipeline(self) -> Pipeline:
         """Detection alone, on idsvc's crop template; the loaded model's detector when there is one."""
-        from idsvc.crops import CROP_SIZE
-        from idsvc.pipeline import Pipeline
+        from idsvc.home.pipeline import Pipeline
+        from idsvc.storage.crops import CROP_SIZE
 
         model = self.home.model
         return Pipeline(self.settings, detector=model.pipeline.detector if model.loaded else None,
@@ -121,13 +122,13 @@ class Service:
 
     def embed_files(self, paths: list[str]) -> list[Path]:
         """The photos ``embed`` will read (checked before any model loads). Raises ``file_not_found``."""
-        from idsvc.imageio import existing_files
+        from idsvc.faces.images import existing_files
 
         return existing_files(paths)
 
     def embed_to_npy(self, files: list[Path], out: Path, *, aligned: bool = False,
                      progress: Progress | None = None) -> dict[str, Any]:
-        from idsvc.embedding_export import write_npy
+        from idsvc.jobs.embedding import write_npy
 
         return write_npy(self.home.model.pipeline, self.home.model.version, files, out, aligned=aligned,
                          progress=progress)
@@ -135,7 +136,7 @@ class Service:
     def embed_each(self, files: Sequence[ImageInput], *,
                    aligned: bool = False) -> Iterator[dict[str, Any]]:
         """One JSON-ready record per photo (a path, or an upload's bytes and name), as each finishes."""
-        from idsvc.embedding_export import embed_each
+        from idsvc.jobs.embedding import embed_each
 
         version = self.home.model.version
         for f, vec, err in embed_each(self.home.model.pipeline, files, aligned=aligned):
@@ -143,12 +144,12 @@ class Service:
                    if vec is not None else {"path": f, "model_version": version, "error": err})
 
     def export(self, out: Path) -> dict[str, Any]:
-        from idsvc.archive import export_home
+        from idsvc.jobs.archive import export_home
 
         return export_home(self.home, out)
 
     def import_archive(self, src: Path, *, reembed: bool = False) -> dict[str, Any]:
-        from idsvc.archive import import_archive
+        from idsvc.jobs.archive import import_archive
 
         return import_archive(self.home, src, reembed=reembed)
 
@@ -191,7 +192,7 @@ class Service:
                     all_faces: bool = False, aligned: bool = False) -> tuple[int, Iterator[dict[str, Any]]]:
         """(number of photos, one result per photo as each finishes). Paths are checked before any model loads;
         a photo that fails carries its error and the rest go on."""
-        from idsvc.imageio import existing_files
+        from idsvc.faces.images import existing_files
 
         files = existing_files(paths)
         return len(files), self.search_each(files, top_k=top_k, threshold=threshold, all_faces=all_faces,
@@ -200,8 +201,8 @@ class Service:
     def search_each(self, images: Sequence[ImageInput], *, top_k: int = 5, threshold: float | None = None,
                     all_faces: bool = False, aligned: bool = False) -> Iterator[dict[str, Any]]:
         """One search per image (a path or an upload's bytes and name), each result keyed by the image's name."""
-        from idsvc import batch
-        from idsvc.imageio import source_name
+        from idsvc.faces.images import source_name
+        from idsvc.jobs import batch
 
         if not all_faces:  # the main face of each: detected and embedded in chunks (search.search_many)
             items = list(images)
@@ -214,7 +215,7 @@ class Service:
     def verify_pairs(self, pairs_file: Path, *, threshold: float | None = None,
                      aligned: bool = False) -> tuple[int, Iterator[dict[str, Any]]]:
         """(number of pairs, one verification per line of ``pairs_file`` as each finishes)."""
-        from idsvc import batch
+        from idsvc.jobs import batch
 
         pairs = batch.read_pairs_file(pairs_file)
         return len(pairs), batch.each(pairs, lambda p: verify.verify(
@@ -258,20 +259,20 @@ class Service:
         return self.home.registry.thresholds()
 
     def calibrate(self, request: CalibrationRequest, progress: Progress | None = None) -> dict[str, Any]:
-        from idsvc.calibration import run_calibration
+        from idsvc.jobs.calibration import run_calibration
 
         return run_calibration(self.home, request, progress)
 
     def evaluate(self, images: Path, pairs: Path, *, progress: Progress | None = None, plot: Path | None = None,
                  write_card: bool = False) -> dict[str, Any]:
-        from idsvc.evaluation import evaluate_pairs_file
+        from idsvc.jobs.evaluation import evaluate_pairs_file
 
         return evaluate_pairs_file(self.home, images, pairs, progress=progress, plot=plot, write_card=write_card)
 
     # -- models ---------------------------------------------------------------------------------------------------
     def model_info(self, path: Path | None = None) -> dict[str, Any]:
         """A checkpoint's card; by default the active model's (no weights are loaded into a network)."""
-        from idsvc.encoder import model_version, read_checkpoint
+        from idsvc.encoders.checkpoint import model_version, read_checkpoint
 
         p = path or self.home.model.path
         card = read_checkpoint(p)["card"]
@@ -279,20 +280,20 @@ class Service:
         return {"path": str(p), "active": path is None, "card": card}
 
     def import_facenet_keras(self, h5: Path, out: Path, *, name: str, fp16: bool) -> dict[str, Any]:
-        from idsvc.facenet_keras import import_to_checkpoint
+        from idsvc.encoders.keras_import import import_to_checkpoint
 
         card = import_to_checkpoint(h5, out, name=name, fp16=fp16)
         return {"path": str(out), "card": card}
 
     def import_sface(self, onnx_path: Path | None, out: Path, *, name: str) -> dict[str, Any]:
-        from idsvc.sface import import_sface
+        from idsvc.encoders.sface import import_sface
 
         card = import_sface(onnx_path, out, name=name)
         return {"path": str(out), "card": card}
 
     def fuse_models(self, paths: list[Path], weights: list[float], out: Path, *, name: str,
                     link: bool = False) -> dict[str, Any]:
-        from idsvc.fused import fuse
+        from idsvc.encoders.load import fuse
 
         card = fuse(paths, weights, out, name=name, link=link)
         return {"path": str(out), "card": card}
@@ -319,7 +320,7 @@ class Service:
     # -- the database schema --------------------------------------------------------------------------------------
     def migrate(self, revision: str = "head", *, down: bool = False) -> dict[str, Any]:
         """Alembic up or down, without the automatic upgrade that opening the registry does."""
-        from idsvc.registry import make_engine, migrate, redact
+        from idsvc.storage.registry import make_engine, migrate, redact
 
         url = self.settings.db_url
         if self.settings.db is None:
@@ -335,7 +336,7 @@ class Service:
         """Copy this home to other backends (``idsvc migrate``); resumable, the source untouched."""
         import re
 
-        from idsvc.home_copy import copy_home, target_home
+        from idsvc.jobs.home_copy import copy_home, target_home
         from idsvc.settings import VECTORS_PATTERN
 
         if not re.fullmatch(VECTORS_PATTERN, to_vectors):
@@ -353,8 +354,8 @@ class Service:
         and the index manifest, so it loads neither the model nor the index (``doctor`` looks deeper). Without
         ``server_paths`` the home, database URL and index location are withheld and the model is named by its file
         name only."""
-        from idsvc.int8 import numerics
-        from idsvc.registry import redact
+        from idsvc.encoders.int8 import numerics
+        from idsvc.storage.registry import redact
 
         home, model = self.home, self.home.model
         manifest, problems = home.index.check_manifest()

@@ -7,7 +7,7 @@ import os
 from alembic import context
 from sqlalchemy import create_engine
 
-from idsvc.schema import metadata
+from idsvc.storage.schema import metadata
 
 config = context.config
 

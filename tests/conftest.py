@@ -88,8 +88,8 @@ def facenet_path() -> Path:
 @pytest.fixture(scope="session")
 def shared_pipeline(model_path: Path, tmp_path_factory: pytest.TempPathFactory):
     """MTCNN + encoder, loaded once for the whole run, as the active model is loaded (the default CPU runtime)."""
-    from idsvc.active_model import load_model
-    from idsvc.pipeline import Pipeline
+    from idsvc.encoders.load import load_model
+    from idsvc.home.pipeline import Pipeline
 
     s = load_settings(home=tmp_path_factory.mktemp("pipeline-home"), model=model_path, device="cpu")
     return Pipeline(s, load_model(model_path, s))
@@ -103,7 +103,7 @@ def settings(tmp_path: Path, model_path: Path) -> Settings:
 @pytest.fixture
 def make_service(shared_pipeline):
     """Build a Service on given settings that reuses the session's models."""
-    from idsvc.pipeline import Pipeline
+    from idsvc.home.pipeline import Pipeline
     from idsvc.service import Service
 
     made = []
@@ -186,7 +186,8 @@ def permuted_model(dst: Path, src: Path = FACENET_MODEL) -> str:
     import numpy as np
     import torch
 
-    from idsvc.encoder import load_encoder, save_checkpoint
+    from idsvc.encoders.checkpoint import save_checkpoint
+    from idsvc.encoders.load import load_encoder
 
     enc = load_encoder(src, device="cpu")
     perm = torch.from_numpy(np.random.default_rng(7).permutation(128))
@@ -273,7 +274,7 @@ def make_keys(home: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, shared_pipeline) -> Iterator[dict[str, Any]]:
-    from idsvc.pipeline import Pipeline
+    from idsvc.home.pipeline import Pipeline
     from idsvc.service import Service
 
     home = tmp_path_factory.mktemp("api") / "home"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from idsvc.facenet_keras import keras_name
-from idsvc.nets import InceptionResnetV1Net
+from idsvc.encoders.keras_import import keras_name
+from idsvc.encoders.nets import InceptionResnetV1Net
 
 
 def _to_keras(kind: str, array: np.ndarray) -> np.ndarray:

@@ -43,7 +43,7 @@ def key(home: Path, name: str, scope: str) -> str:
 def live(tmp_path_factory, shared_pipeline) -> Iterator[dict[str, Any]]:
     """A server over the session's models, a write key, a rate limit no test reaches, one enrolled identity named
     like the spec's example (so example-based requests reach real data)."""
-    from idsvc.pipeline import Pipeline
+    from idsvc.home.pipeline import Pipeline
     from idsvc.service import Service
 
     home = tmp_path_factory.mktemp("contract") / "home"
@@ -61,10 +61,17 @@ def live(tmp_path_factory, shared_pipeline) -> Iterator[dict[str, Any]]:
     svc.close()
 
 
+def beside_python(tool: str) -> str | None:
+    """A console script installed with the test dependencies: beside the running interpreter first (a virtual
+    environment's ``bin/``, which is not on PATH when its python is run without activating it), else on PATH."""
+    here = Path(sys.executable).parent / tool
+    return str(here) if here.is_file() else shutil.which(tool)
+
+
 def schemathesis(live: dict[str, Any], tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     config = tmp_path / "schemathesis.toml"
     config.write_text(SCHEMATHESIS_CONFIG)
-    st = shutil.which("st") or shutil.which("schemathesis")
+    st = beside_python("st")
     assert st, "schemathesis is a test dependency: pip install -e '.[test]'"
     return subprocess.run([st, "--config-file", str(config), "run", f"{live['base']}/openapi.json", "--checks", "all",
                            "-H", f"Authorization: Bearer {live['keys']['write']}", "--no-color", *args],

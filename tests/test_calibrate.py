@@ -10,8 +10,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli.main import app
-from idsvc.calibrate import far_thresholds, folder_pairs
-from idsvc.evaluate import best_accuracy_threshold, kfold_accuracy, read_pairs, threshold_at_far
+from idsvc.faces.images import people_folders
+from idsvc.measurement.far import far_thresholds, threshold_at_far
+from idsvc.measurement.pairs import folder_pairs, read_pairs
+from idsvc.measurement.verification import best_accuracy_threshold, kfold_accuracy
 from tests.conftest import LFW, copy_celeba
 
 runner = CliRunner()
@@ -40,7 +42,7 @@ def test_threshold_helpers_by_hand():
 
 
 def test_allowed_false_accepts_follow_the_clopper_pearson_bound():
-    from idsvc.evaluate import allowed_false_accepts, min_impostors
+    from idsvc.measurement.far import allowed_false_accepts, min_impostors
 
     # LFW's 9 calibration folds hold 2,700 impostors: the point estimate allows 2 at FAR 1e-3 ...
     assert allowed_false_accepts(2700, 1e-3, 0.5) == 2
@@ -67,8 +69,9 @@ def celeba_folder(tmp_path):
 
 
 def test_folder_pairs_are_balanced_and_seeded(celeba_folder):
-    a = folder_pairs(celeba_folder, max_pairs=60, seed=1)
-    b = folder_pairs(celeba_folder, max_pairs=60, seed=1)
+    people = people_folders(celeba_folder)
+    a = folder_pairs(people, celeba_folder, max_pairs=60, seed=1)
+    b = folder_pairs(people, celeba_folder, max_pairs=60, seed=1)
     assert [(p.a, p.b) for p in a.pairs] == [(p.a, p.b) for p in b.pairs]
     same = [p for p in a.pairs if p.same]
     assert len(same) == 60 and len(a.pairs) == 120
@@ -120,7 +123,7 @@ def test_lfw_far_threshold_holds_on_the_held_out_fold(tmp_path):
 
 
 def test_exact_mcnemar_by_hand():
-    from idsvc.evaluate import mcnemar_exact
+    from idsvc.measurement.verification import mcnemar_exact
 
     a = np.array([True] * 10 + [False] * 2 + [True] * 5)
     b = np.array([False] * 10 + [True] * 2 + [True] * 5)

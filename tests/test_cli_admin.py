@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from idsvc.registry import head_revision
 from idsvc.settings import DEFAULT_MODEL
+from idsvc.storage.registry import head_revision
 from tests.conftest import LFW, small_pairs_file
 
 runner = CliRunner()
@@ -34,7 +34,7 @@ def test_model_info_of_the_active_and_of_a_named_checkpoint(tmp_path, model_path
 
 
 def test_model_import_facenet_keras_through_the_cli(tmp_path, facenet_path):
-    from idsvc.encoder import load_encoder
+    from idsvc.encoders.load import load_encoder
     from tests.keras_export import export_facenet_keras
 
     h5 = tmp_path / "facenet_keras.h5"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from idsvc.align import TEMPLATE_160, align, template
 from idsvc.errors import IdsvcError
-from idsvc.imageio import load_image
+from idsvc.faces.align import align
+from idsvc.faces.images import load_image
+from idsvc.landmarks import TEMPLATE_160, template
 from tests.conftest import SAMPLES
 
 
@@ -85,11 +86,11 @@ def _mtcnn_batches():
 
 
 def test_idsvc_mtcnn_finds_what_facenet_pytorch_finds(shared_pipeline):
-    """idsvc.mtcnn (vectorised crops, ONNX Runtime stages) against facenet-pytorch's own ``MTCNN.detect``: the same
+    """idsvc.faces.mtcnn (vectorised crops, ONNX Runtime stages) against facenet-pytorch's own ``MTCNN.detect``: the same
     faces, in the same order, boxes and landmarks within 0.01 px, probabilities within 1e-4."""
     import torch
 
-    from idsvc.mtcnn import detect_faces
+    from idsvc.faces.mtcnn import detect_faces
 
     det = shared_pipeline.detector
     assert any(not isinstance(n, torch.nn.Module) for n in det._nets)  # the ONNX Runtime path is the one tested
@@ -129,7 +130,7 @@ def test_candidate_crops_are_the_area_average_facenet_pytorch_takes():
     import torch
     from facenet_pytorch.models.utils.detect_face import imresample
 
-    from idsvc.mtcnn import _cut
+    from idsvc.faces.mtcnn import _cut
 
     img = torch.from_numpy(_load(SAMPLES / "multiface.jpg").pixels.copy()).permute(2, 0, 1)[None].float()
     h, w = img.shape[2:]
@@ -146,7 +147,7 @@ def test_candidate_crops_are_the_area_average_facenet_pytorch_takes():
 def test_detection_on_a_gpu_finds_the_cpu_faces(shared_pipeline):
     import torch
 
-    from idsvc.detect import Detector
+    from idsvc.faces.detect import Detector
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from idsvc.encoder import load_encoder, model_version, read_checkpoint, save_checkpoint, weights_sha256
+from idsvc.encoders.checkpoint import model_version, read_checkpoint, save_checkpoint, weights_sha256
+from idsvc.encoders.keras_import import import_facenet_keras, import_to_checkpoint
+from idsvc.encoders.load import load_encoder
+from idsvc.encoders.nets import build
 from idsvc.errors import IdsvcError
-from idsvc.facenet_keras import import_facenet_keras, import_to_checkpoint
-from idsvc.nets import build
 from tests.keras_export import export_facenet_keras
 
 
@@ -28,7 +29,7 @@ def test_shipped_model_card(model_path, facenet_path):
 
 
 def test_embeddings_are_unit_float32_and_deterministic(shared_pipeline, photos):
-    from idsvc.imageio import load_image
+    from idsvc.faces.images import load_image
 
     img = load_image(photos("lfw", "Colin_Powell", 1)[0], max_pixels=10**8, min_side=32)
     crop = shared_pipeline.one_face(img).aligned.crop
@@ -73,7 +74,7 @@ def test_tampered_checkpoint_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def shipped_as_keras(tmp_path_factory, facenet_path):
     """The shipped weights written back in the Keras file's layout: the importer's input, made offline."""
-    from idsvc.encoder import load_encoder
+    from idsvc.encoders.load import load_encoder
 
     enc = load_encoder(facenet_path, device="cpu")
     path = tmp_path_factory.mktemp("keras") / "facenet_keras.h5"

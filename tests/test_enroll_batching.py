@@ -36,8 +36,7 @@ def test_batched_enroll_gives_the_one_photo_templates(tmp_path, photos, make_ser
 def test_the_onnx_runtime_path_gives_the_pytorch_embeddings(shared_pipeline, photos):
     """The float32 CPU path (cpu_runtime.py) runs the same network: on real aligned crops, cosine ≥ 0.99999 to
     PyTorch's. (The int8 path is held to LFW instead: test_int8.py, bench/int8.py.)"""
-    from idsvc.cpu_runtime import accelerate
-    from idsvc.encoder import load_encoder
+    from idsvc.encoders.load import accelerate, load_encoder
     from tests.conftest import FACENET_MODEL
 
     paths = photos("lfw", "Tony_Blair", 1, 2, 3) + photos("lfw", "Colin_Powell", 1)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from idsvc.errors import IdsvcError
-from idsvc.imageio import decode_image, expand_paths, load_image
+from idsvc.faces.images import decode_image, expand_paths, load_image
 
 LIMITS = {"max_pixels": 40_000_000, "min_side": 32}
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from idsvc.errors import IdsvcError
-from idsvc.index import FaissIndex, IndexParams, exact_search
+from idsvc.storage.faiss_index import FaissIndex, IndexParams, exact_search
 
 
 def _data(n=4000, d=64, seed=0):

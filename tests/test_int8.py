@@ -1,4 +1,4 @@
-"""The int8 CPU path (idsvc/int8.py) on real faces: the shipped FaceNet ranges give an int8 network whose vectors
+"""The int8 CPU path (idsvc/encoders/int8.py) on real faces: the shipped FaceNet ranges give an int8 network whose vectors
 stay close to float32 ones and keep people apart; the default (``auto``: int8 where the CPU has VNNI) and
 ``IDSVC_CPU_RUNTIME=onnxruntime-int8`` give it to the active model (the fusion's FaceNet member), ``onnxruntime`` and
 models without shipped ranges keep float32, status says which; and every user builds the same file."""
@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from idsvc.encoder import load_encoder
-from idsvc.imageio import load_image
+from idsvc.encoders.load import load_encoder
+from idsvc.faces.images import load_image
 from idsvc.settings import load_settings
 from tests.conftest import FACENET_MODEL, LFW
 
@@ -23,8 +23,8 @@ def crops(shared_pipeline) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_int8_facenet_stays_close_to_float32_and_keeps_people_apart(crops, tmp_path):
-    from idsvc.cpu_runtime import accelerate
-    from idsvc.pipeline import Pipeline
+    from idsvc.encoders.load import accelerate
+    from idsvc.home.pipeline import Pipeline
     from idsvc.settings import DEFAULT_MODEL
 
     cache = load_settings(home=tmp_path / "h").model_cache_dir
@@ -44,9 +44,9 @@ def test_int8_facenet_stays_close_to_float32_and_keeps_people_apart(crops, tmp_p
 
 
 def test_the_setting_gives_the_active_model_int8_and_only_where_ranges_ship(tmp_path, monkeypatch, photos):
-    from idsvc.active_model import ActiveModel
-    from idsvc.cpu_runtime import accelerate
-    from idsvc.int8 import cpu_has_vnni, wants_int8
+    from idsvc.encoders.int8 import cpu_has_vnni, wants_int8
+    from idsvc.encoders.load import accelerate
+    from idsvc.home.active_model import ActiveModel
     from tests.conftest import permuted_model
 
     def facenet_numerics(settings) -> str:
@@ -79,7 +79,7 @@ def test_the_setting_gives_the_active_model_int8_and_only_where_ranges_ship(tmp_
 
 @pytest.mark.slow
 def test_every_user_builds_the_same_int8_file(tmp_path):
-    from idsvc.int8 import quantized
+    from idsvc.encoders.int8 import quantized
 
     enc = load_encoder(FACENET_MODEL, device="cpu")
     mine, again = quantized(enc, tmp_path / "cache-a"), quantized(enc, tmp_path / "cache-b")

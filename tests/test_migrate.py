@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from idsvc.checksums import file_sha256
-from idsvc.registry import NewTemplate
 from idsvc.settings import load_settings
+from idsvc.storage.registry import NewTemplate
 from tests.conftest import lfw_people
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import inspect
 
 from idsvc.errors import IdsvcError
-from idsvc.registry import NewTemplate, Registry, head_revision, make_engine, migrate
-from idsvc.schema import metadata
+from idsvc.storage.registry import NewTemplate, Registry, head_revision, make_engine, migrate
+from idsvc.storage.schema import metadata
 
 
 def _tpl(sha: str, v: str = "m1") -> NewTemplate:

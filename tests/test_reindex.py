@@ -17,7 +17,7 @@ from filelock import FileLock, Timeout
 from typer.testing import CliRunner
 
 from cli.main import app
-from idsvc.index import FaissIndex
+from idsvc.storage.faiss_index import FaissIndex
 from tests.conftest import lfw_people, permuted_model
 
 runner = CliRunner()

@@ -116,8 +116,9 @@ def test_rename_and_search_all_faces(service, photos):
 def test_templates_of_another_model_version_are_never_compared(service, photos, settings, tmp_path, make_service):
     import torch
 
-    from idsvc.encoder import load_encoder, save_checkpoint
-    from idsvc.pipeline import Pipeline
+    from idsvc.encoders.checkpoint import save_checkpoint
+    from idsvc.encoders.load import load_encoder
+    from idsvc.home.pipeline import Pipeline
     from idsvc.service import Service
     from idsvc.settings import load_settings
     from tests.conftest import FACENET_MODEL

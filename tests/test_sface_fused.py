@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from idsvc.encoder import load_encoder
+from idsvc.encoders.load import load_encoder
 from idsvc.errors import IdsvcError
-from idsvc.imageio import load_image
+from idsvc.faces.images import load_image
 from tests.conftest import LFW
 
 runner = CliRunner()
@@ -22,7 +22,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def sface_path(tmp_path_factory) -> Path:
-    from idsvc.sface import import_sface
+    from idsvc.encoders.sface import import_sface
 
     out = tmp_path_factory.mktemp("sface") / "sface.pt"
     import_sface(None, out)
@@ -54,9 +54,9 @@ def test_sface_weights_are_dequantized_once_with_the_same_arithmetic(sface_path,
     from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
 
-    from idsvc.cpu_runtime import prelu_as_depthwise
-    from idsvc.encoder import read_checkpoint
-    from idsvc.sface import float_weights
+    from idsvc.encoders.checkpoint import read_checkpoint
+    from idsvc.encoders.sface import float_weights
+    from idsvc.onnx_runtime import prelu_as_depthwise
 
     raw = read_checkpoint(sface_path)["onnx"]
     shipped = onnx.load_from_string(raw)
@@ -86,7 +86,7 @@ def test_sface_weights_are_dequantized_once_with_the_same_arithmetic(sface_path,
 
 
 def test_a_non_onnx_file_is_refused(tmp_path):
-    from idsvc.sface import import_sface
+    from idsvc.encoders.sface import import_sface
 
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
@@ -96,7 +96,7 @@ def test_a_non_onnx_file_is_refused(tmp_path):
 
 
 def test_fused_vector_has_norm_1_and_cosine_is_the_weighted_mean(sface_path, facenet_path, crops, tmp_path):
-    from idsvc.fused import fuse
+    from idsvc.encoders.load import fuse
 
     card = fuse([facenet_path, sface_path], [2.0, 1.0], tmp_path / "fused.pt")
     fused = load_encoder(tmp_path / "fused.pt", device="cpu")
@@ -113,7 +113,7 @@ def test_fused_vector_has_norm_1_and_cosine_is_the_weighted_mean(sface_path, fac
 
 
 def test_a_home_switches_between_single_and_fused_models(service, photos, sface_path, facenet_path, tmp_path):
-    from idsvc.fused import fuse
+    from idsvc.encoders.load import fuse
 
     fused_path = tmp_path / "fused.pt"
     fused_version = fuse([facenet_path, sface_path], [1.0, 1.0], fused_path)["version"]
@@ -176,7 +176,7 @@ def test_a_linked_fusion_reads_its_members_from_beside_it(sface_path, facenet_pa
     a, b = shutil.copy(facenet_path, folder / "a.pt"), shutil.copy(sface_path, folder / "b.pt")
     runner.invoke(app, ["--home", str(tmp_path / "h"), "model", "fuse", str(a), str(b), "-w", "2", "-w", "1",
                         "--link", "-o", str(folder / "linked.pt")], catch_exceptions=False)
-    from idsvc.fused import fuse
+    from idsvc.encoders.load import fuse
 
     whole = fuse([facenet_path, sface_path], [2.0, 1.0], tmp_path / "whole.pt")
     linked = load_encoder(folder / "linked.pt", device="cpu")

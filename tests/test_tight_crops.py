@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from idsvc.align import ARCFACE_112, align, outside_fraction
-from idsvc.imageio import load_image
+from idsvc.faces.align import align, outside_fraction
+from idsvc.faces.images import load_image
+from idsvc.landmarks import ARCFACE_112
 from tests.conftest import LFW, SAMPLES
 
 REPO_SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
@@ -82,7 +83,8 @@ def test_given_aligned_crops_enroll_and_loose_photos_find_them(service):
 def test_a_photo_without_a_detectable_face_is_evaluated_whole(shared_pipeline, tmp_path):
     """Evaluation must score every pair: where even the bordered retry finds no face, the whole photo is taken as
     the face crop, with ArcFace's layout assumed for the landmarks (what most exported crops use)."""
-    from idsvc.align import template, whole_image_crop
+    from idsvc.faces.align import whole_image_crop
+    from idsvc.landmarks import template
 
     img = rgb(sorted((LFW / "Colin_Powell").glob("*.jpg"))[0])
     patch = np.ascontiguousarray(img[:70, :70])  # background from the photo's corner: no face in it

@@ -94,7 +94,7 @@ def test_compact_net_trains_from_scratch_with_augmentation(small_celeba, tmp_pat
                              batch_size=12, max_steps=4, device="cpu"), s, events.append)
     assert card["arch"] == "compact" and card["preprocessing"]["input_size"] == 112
     assert len([e for e in events if e["phase"] == "step"]) == 4
-    from idsvc.encoder import load_encoder
+    from idsvc.encoders.load import load_encoder
 
     enc = load_encoder(tmp_path / "c.pt", device="cpu")
     e = enc.embed(np.zeros((2, 112, 112, 3), np.uint8))
@@ -104,8 +104,8 @@ def test_compact_net_trains_from_scratch_with_augmentation(small_celeba, tmp_pat
 def test_batches_are_cut_and_augmented_where_the_crops_are(tmp_path):
     """``augment`` + ``normalise`` on a uint8 tensor (the GPU path: no numpy round trip) gives what the host path
     gave — augment, round to uint8, ``preprocess`` — for the same generator state, on real crops."""
-    from idsvc.encoder import normalise, preprocess
-    from idsvc.imageio import load_image
+    from idsvc.encoders.torch_encoder import normalise, preprocess
+    from idsvc.faces.images import load_image
     from idsvc.training.data import augment
     from tests.conftest import CELEBA
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from idsvc.home import Home
-from idsvc.index import exact_search
-from idsvc.registry import NewTemplate
 from idsvc.settings import load_settings
+from idsvc.storage.faiss_index import exact_search
+from idsvc.storage.registry import NewTemplate
 
 DIM = 256  # the shipped model's; the store takes its dimension from the active model's card
 
@@ -136,7 +136,7 @@ def test_a_reopened_store_serves_what_was_saved(make_home):
 
 def test_doctor_finds_a_disagreement_and_repairs_it(make_home):
     """A vector lost behind idsvc's back (deleted straight from the store): doctor names it, --fix rebuilds."""
-    from idsvc.doctor import doctor
+    from idsvc.jobs.doctor import doctor
 
     home = make_home()
     ids = enroll(home, "checked", unit(12, 9))
@@ -156,8 +156,8 @@ def test_doctor_finds_a_disagreement_and_repairs_it(make_home):
 def test_a_commit_the_store_never_saw_is_behind_not_damage(make_home):
     """A writer killed between its registry commit and its vector write: the store is "behind" (a note doctor
     reports, not a problem), the next open catches it up; a vector lost without a later commit stays a problem."""
-    from idsvc.doctor import doctor
-    from idsvc.index_store import BEHIND
+    from idsvc.jobs.doctor import doctor
+    from idsvc.storage.vectors import BEHIND
 
     home = make_home()
     enroll(home, "first", unit(3, 11))
@@ -177,7 +177,7 @@ def test_a_commit_the_store_never_saw_is_behind_not_damage(make_home):
 
 def test_template_owners_follow_renames_and_deletes_made_elsewhere(make_home):
     """Search maps template ids to identities in memory; a rename or delete through another home is seen at once."""
-    from idsvc.search import rank
+    from idsvc.jobs.search import rank
 
     a, b = make_home("a"), make_home("b")
     v = unit(6, 10)
@@ -195,7 +195,7 @@ def test_template_owners_follow_renames_and_deletes_made_elsewhere(make_home):
 def test_ranking_widens_past_one_identitys_many_templates(make_home):
     """Search asks the store for 8·top_k + 32 templates; when one identity holds all of them, it asks for more until
     it has top_k identities, each at its best template's score."""
-    from idsvc.search import rank
+    from idsvc.jobs.search import rank
 
     home = make_home()
     q = unit(1, 20)[0]

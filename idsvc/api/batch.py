@@ -7,12 +7,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from idsvc import batch
 from idsvc.api import metrics
 from idsvc.api.deps import call, image
 from idsvc.api.params import Aligned, AllFaces, Photos, Reader, Threshold, TopK, Writer
 from idsvc.api.problems import AUTHED, COMMON, responses
 from idsvc.api.schemas import BatchSearchResult, BulkEnrollResult, DetectResult, EmbedResult
+from idsvc.jobs import batch
 
 router = APIRouter(prefix="/v1", tags=["batch"])
 

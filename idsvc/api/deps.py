@@ -16,8 +16,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from idsvc import cancel
 from idsvc.api.limits import RateLimiter
-from idsvc.auth import require_scope
 from idsvc.cancel import Cancellation, checkpoint
+from idsvc.jobs.keys import require_scope
 from idsvc.service import Service
 from idsvc.settings import Settings
 

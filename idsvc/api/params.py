@@ -11,7 +11,7 @@ from fastapi import Depends, File, Path, Query, UploadFile
 from pydantic import BeforeValidator
 
 from idsvc.api.deps import scope
-from idsvc.enroll import NAME_PATTERN
+from idsvc.jobs.identities import NAME_PATTERN
 
 #: Photos per request on the batch routes (the body limit, ``IDSVC_API_MAX_BODY_BYTES``, also applies).
 MAX_FILES = 100

@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from idsvc.enroll import NAME_PATTERN
+from idsvc.jobs.identities import NAME_PATTERN
 
-#: The identity name rule of ``idsvc.enroll.check_name``, as a schema.
+#: The identity name rule of ``idsvc.jobs.enroll.check_name``, as a schema.
 Name = Field(pattern=NAME_PATTERN, min_length=1, max_length=255, examples=["Colin Powell"])
 
 

@@ -48,7 +48,7 @@ class TrainConfig:
 
     def check(self) -> None:
         """Raises ``invalid_argument`` naming the option at fault (checked before any data is read)."""
-        from idsvc import nets
+        from idsvc.encoders import nets
 
         if self.arch not in nets.ARCHS:
             raise IdsvcError("invalid_argument", f"--arch must be one of {', '.join(nets.ARCHS)}, not {self.arch!r}")

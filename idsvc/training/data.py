@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from idsvc.errors import IdsvcError
-from idsvc.imageio import IMAGE_SUFFIXES
+from idsvc.faces.images import IMAGE_SUFFIXES
 
 Event = Callable[[dict[str, Any]], None]
 

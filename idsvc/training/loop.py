@@ -12,10 +12,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from idsvc import nets
-from idsvc.encoder import make_card, model_version, normalise, read_checkpoint, resolve_device, save_checkpoint
+from idsvc.devices import resolve_device
+from idsvc.encoders import nets
+from idsvc.encoders.checkpoint import make_card, model_version, read_checkpoint, save_checkpoint
+from idsvc.encoders.torch_encoder import normalise
 from idsvc.errors import IdsvcError
-from idsvc.evaluate import read_pairs
+from idsvc.measurement.pairs import read_pairs
 from idsvc.settings import Settings
 from idsvc.training import checkpoint, prefix
 from idsvc.training.center_loss import CenterLoss
@@ -130,7 +132,7 @@ def _load_lfw(cfg: TrainConfig, pipeline: Any, settings: Settings, event: Event 
 
 
 def _prepare(cfg: TrainConfig, settings: Settings, event: Event | None) -> Run:
-    from idsvc.pipeline import Pipeline
+    from idsvc.home.pipeline import Pipeline
 
     device = resolve_device(cfg.device)
     if device.type == "cuda":

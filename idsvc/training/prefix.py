@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from idsvc.encoder import preprocess
+from idsvc.encoders.torch_encoder import preprocess
 
 
 def freeze_through(model: Any, stage: str) -> None:

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from idsvc.encoder import preprocess
-from idsvc.evaluate import tar_at_far, threshold_at_far, verification_report
+from idsvc.encoders.torch_encoder import preprocess
+from idsvc.measurement.far import threshold_at_far
+from idsvc.measurement.verification import tar_at_far, verification_report
 from idsvc.training.prefix import forward_from
 
 #: LFW data for validation: (crops, (P, 2) photo indices of each pair, (P,) same, (P,) fold).

@@ -1,0 +1,131 @@
+"""``doctor``: check the index, its manifest and the stored crops against the registry without repairing on open;
+with ``fix``, repair from the registry (index rebuilt; lost crops re-made from their source photos where those still
+match) and sweep leftovers.
+
+Three kinds of finding, so that a crash is not mistaken for damage:
+- **problems**: the home disagrees with the registry in a way no later step will mend by itself (a lost vector, a
+  lost crop, an index file that does not match its manifest). ``ok`` is false; ``--fix`` repairs.
+- **notes**: an index *behind* the registry's last commit (a writer killed between the two steps, a replica's write):
+  expected by design, caught up by the next search. ``ok`` stays true.
+- **leftovers**: files no template refers to — the temp file of a killed index write, the crop of a transaction that
+  never committed, the index folder of a model no longer active. Harmless, reported with their size; ``--fix``
+  removes them under the write lock (so no live writer's temp file is taken).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from idsvc.errors import IdsvcError
+from idsvc.home import Home
+from idsvc.jobs.stored_crops import crop_for, save_crops, stored_landmarks
+from idsvc.jobs.upgrade import TEMPLATE_COLUMNS
+from idsvc.storage.vectors import BEHIND, Problem
+
+log = logging.getLogger(__name__)
+UNFIXABLE_HERE = ("crops", "model_versions")  # checks that an index rebuild does not repair
+
+
+def find_problems(home: Home) -> tuple[list[Problem], list[dict[str, Any]], list[Problem]]:
+    """(problems, template rows whose crop is lost, notes)."""
+    problems: list[Problem] = []
+    found = home.index.check_manifest(verify_file=True)[1]  # as thorough as loading the index, without faiss
+    notes = [p for p in found if p["check"] == BEHIND]
+    problems += [p for p in found if p["check"] != BEHIND]
+    rows = home.registry.template_rows(TEMPLATE_COLUMNS)
+    lost = [r for r in rows if not home.crops.exists(r["crop_path"])]
+    if lost:
+        problems.append({"check": "crops", "problem": f"{len(lost)} templates have no stored crop",
+                         "ids": [r["id"] for r in lost[:20]]})
+    others = {r["model_version"] for r in rows} - {home.model.version}
+    if others:
+        problems.append({"check": "model_versions", "problem": "templates of other model versions: "
+                         + ", ".join(sorted(others)) + " (run `idsvc reindex --model`)"})
+    return problems, lost, notes
+
+
+def leftovers(home: Home) -> list[dict[str, Any]]:
+    """Files under the home that nothing refers to: temp files of index writes whose process is gone, crops of
+    templates that do not exist, index folders of models that are not active."""
+    found: list[dict[str, Any]] = []
+    index_root = home.settings.index_dir
+    if home.settings.vectors == "faiss" and index_root.is_dir():  # Milvus keeps its own files
+        for tmp in sorted(index_root.rglob("*.tmp")):
+            if not _writer_alive(tmp):
+                found.append({"kind": "temp_file", "path": str(tmp), "bytes": _size(tmp)})
+        active = home.model.version  # the FAISS store keeps each version's index in a folder of that name
+        for d in sorted(p for p in index_root.iterdir() if p.is_dir() and p.name != active):
+            found.append({"kind": "inactive_index", "path": str(d), "bytes": _size(d)})
+    crop_root = home.crops.root
+    if crop_root.is_dir():
+        referenced = {os.path.realpath(r["crop_path"]) for r in home.registry.template_rows(["crop_path"])
+                      if r["crop_path"]}
+        for f in sorted(crop_root.iterdir()):
+            if f.is_file() and os.path.realpath(f) not in referenced:
+                found.append({"kind": "orphan_crop", "path": str(f), "bytes": _size(f)})
+    return found
+
+
+def doctor(home: Home, *, fix: bool = False) -> dict[str, Any]:
+    problems, lost, notes = find_problems(home)
+    extra = leftovers(home)
+    fixed: list[str] = []
+    if not (fix and (problems or extra)):
+        return {"problems": problems, "notes": notes, "leftovers": extra, "fixed": fixed, "remaining": problems,
+                "ok": not problems}
+    with home.lock.hold():
+        for r in lost:
+            try:
+                made = crop_for(home.crops, {**r, "crop_path": None}, home.model.pipeline)
+            except IdsvcError:
+                continue
+            home.registry.set_crop_paths(save_crops(home.crops, {r["id"]: made.crop}),
+                                         {r["id"]: stored_landmarks(made)})
+            fixed.append(f"crop of template {r['id']} re-made from its source photo")
+        if any(p["check"] not in UNFIXABLE_HERE for p in problems):
+            home.index.save(home.index.build())
+            fixed.append("index rebuilt from the registry")
+        swept = _sweep(leftovers(home))  # again, under the lock: what a writer left before we took it
+        if swept:
+            fixed.append(f"{swept} leftover files or folders removed")
+    log.info("doctor fixed: %s", "; ".join(fixed) or "nothing")
+    remaining, _, notes = find_problems(home)
+    return {"problems": problems, "notes": notes, "leftovers": leftovers(home), "fixed": fixed,
+            "remaining": remaining, "ok": not remaining}
+
+
+def _sweep(items: list[dict[str, Any]]) -> int:
+    removed = 0
+    for item in items:
+        p = Path(item["path"])
+        try:
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+            removed += 1
+        except OSError as exc:
+            log.warning("could not remove %s: %s", p, exc.strerror)
+    return removed
+
+
+def _writer_alive(tmp: Path) -> bool:
+    """Index temp files are named ``.NAME.PID.tmp``: alive while that process is."""
+    parts = tmp.name.rsplit(".", 2)
+    if len(parts) < 3 or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return int(parts[1]) != os.getpid()
+
+
+def _size(p: Path) -> int:
+    try:
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+    except OSError:
+        return 0

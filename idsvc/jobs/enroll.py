@@ -1,0 +1,202 @@
+"""Enrollment: photos → one unambiguous, good face each → templates in the registry, crops on disk, vectors in the
+index.
+
+Bad photos are reported one by one and never half-stored; the others are committed in batches of ``COMMIT_EVERY``, so
+a killed run keeps what it finished and a re-run skips images already stored (same sha256). Photos are detected in
+groups (same-shape photos share MTCNN passes) and embedded in one pass per batch, across identities when several are
+enrolled at once; the index is saved once per call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from idsvc.cancel import commit
+from idsvc.crash import crash_point
+from idsvc.errors import IdsvcError, from_os_error
+from idsvc.faces.images import LoadedImage
+from idsvc.home import Home
+from idsvc.jobs.identities import check_name
+from idsvc.jobs.stored_crops import save_crops, stored_landmarks
+
+if TYPE_CHECKING:
+    from idsvc.faces.reader import FaceCrop  # a type only: importing the pipeline would load torch for every command
+
+log = logging.getLogger(__name__)
+COMMIT_EVERY = 16  # images per registry transaction: progress survives a kill
+Progress = Callable[[int], None]
+#: (source name for messages, a function that loads the image): paths for the CLI, bytes for the API.
+Item = tuple[str, Callable[[], LoadedImage]]
+
+
+#: Photos read and detected together: same-shape photos share MTCNN passes (an LFW-like folder is all 250×250), and
+#: accepted crops from several identities share one encoder pass. Batches run one after another: detecting the next
+#: on a second thread while this one is embedded and stored was measured no faster on 2 cores, which the two halves
+#: already keep busy (docs/benchmarks.md).
+DETECT_EVERY = 16
+
+
+@dataclass
+class _Result:
+    """One identity's part of an enroll call."""
+
+    name: str
+    existed: bool
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self, version: str) -> dict[str, Any]:
+        return {"identity": self.name, "created": bool(self.accepted) and not self.existed, "model_version": version,
+                "accepted": self.accepted, "rejected": self.rejected, "skipped": self.skipped}
+
+
+class _Session:
+    """One enroll call under the write lock: photos are read and checked one by one, detected in same-shape groups,
+    embedded in one encoder pass per flush (across identities), committed in one transaction per flush,
+    and the index is saved once at the end."""
+
+    def __init__(self, home: Home, names: list[str], aligned: bool) -> None:
+        self.home, self.aligned = home, aligned
+        self.index = home.index.open().index
+        self.results = {n: _Result(n, home.registry.has_identity(n)) for n in names}
+        self.seen: dict[str, str] = {}  # sha256 → the identity it was given for in this call
+        self.waiting: list[tuple[str, str, LoadedImage]] = []  # read, not yet detected
+        self.pending: list[tuple[str, str, LoadedImage, FaceCrop]] = []  # detected and accepted, not yet stored
+
+    def read(self, name: str, src: str, load: Callable[[], LoadedImage]) -> None:
+        result = self.results[name]
+        try:
+            image = load()
+            verdict = self._known(name, image)
+            if verdict is None:
+                self.waiting.append((name, src, image))
+            else:
+                result.skipped.append({"path": src, "reason": verdict})
+        except Exception as exc:  # noqa: BLE001 - one photo's unexpected failure costs that photo, not the batch
+            result.rejected.append(_rejection(src, exc))
+
+    def detect(self) -> None:
+        """The waiting photos' faces, in one batched detection (same-shape photos share MTCNN passes)."""
+        if not self.waiting:
+            return
+        pipeline = self.home.model.pipeline
+        try:
+            found: list[FaceCrop | Exception] = pipeline.one_faces([im for _, _, im in self.waiting],
+                                                                   given_aligned=self.aligned)
+        except Exception:  # noqa: BLE001 - a failure of the batch as a whole: each photo alone says which it was
+            found = []
+            for _, _, image in self.waiting:
+                try:
+                    found.append(pipeline.one_face(image, given_aligned=self.aligned))
+                except Exception as exc:  # noqa: BLE001
+                    found.append(exc)
+        for (name, src, image), fc in zip(self.waiting, found):
+            if isinstance(fc, Exception):
+                self.results[name].rejected.append(_rejection(src, fc))
+            else:
+                self.pending.append((name, src, image, fc))
+        self.waiting.clear()
+
+    def flush(self) -> None:
+        """Embed every pending crop in one pass; store them in one transaction, crops inside it."""
+        from idsvc.storage.registry import NewTemplate
+
+        if not self.pending:
+            return
+        home, version = self.home, self.home.model.version
+        vecs = home.model.pipeline.embed([fc.aligned for *_, fc in self.pending])
+        commit()  # past a timed-out request's last chance to stop (idsvc.cancel)
+        rows: dict[str, list[int]] = {}  # each identity's pending rows, identities in the order first given
+        for i, (name, *_) in enumerate(self.pending):
+            rows.setdefault(name, []).append(i)
+        order = [i for mine in rows.values() for i in mine]  # the pending rows in the order they are stored
+        new = [NewTemplate(embedding=vecs[i], model_version=version, image_sha256=img.sha256,
+                           source_path=img.stored_source, box=list(fc.face.box), landmarks=fc.face.landmarks.tolist(),
+                           det_prob=fc.face.prob, quality=fc.quality.score(), quality_details=fc.quality.as_dict(),
+                           crop_landmarks=stored_landmarks(fc.aligned))
+               for i, (_, _, img, fc) in enumerate(self.pending)]
+        crops = [self.pending[i][3].aligned.crop for i in order]
+        ids = home.registry.add_templates_many([(name, [new[i] for i in mine]) for name, mine in rows.items()],
+                                               store_crops=partial(_save_crops, home, crops))
+        crash_point("enroll.committed")
+        self.index.add(np.array([tid for group in ids for tid in group]), vecs[order])
+        for (name, mine), group in zip(rows.items(), ids):
+            self.results[name].accepted += [{"path": self.pending[i][1], "template_id": tid,
+                                             "quality": self.pending[i][3].quality.as_dict()}
+                                            for tid, i in zip(group, mine)]
+        self.pending.clear()
+
+    def _known(self, name: str, image: LoadedImage) -> str | None:
+        """None for a new image (remembered), or why it is skipped: given twice in this call, or stored under
+        ``name`` already. Raises ``already_enrolled`` when another identity holds it (here or in the registry)."""
+        given = self.seen.get(image.sha256)
+        if given is None:
+            owner = self.home.registry.enrolled_shas([image.sha256]).get(image.sha256)
+            if owner is None:
+                self.seen[image.sha256] = name
+                return None
+            if owner == name:
+                return "already enrolled"
+            given = owner
+        elif given == name:
+            return "same image given twice"
+        raise IdsvcError("already_enrolled", f"{image.source}: already enrolled as {given!r}", path=image.source,
+                         identity=given)
+
+
+def _save_crops(home: Home, crops: list[np.ndarray], ids: list[int]) -> dict[int, str]:
+    return save_crops(home.crops, dict(zip(ids, crops)))
+
+
+def _rejection(src: str, exc: Exception) -> dict[str, Any]:
+    if not isinstance(exc, IdsvcError):
+        log.error("%s: unexpected failure while reading or detecting", src, exc_info=exc)
+        exc = from_os_error(exc) or IdsvcError("internal", f"{src}: internal error ({exc.__class__.__name__})")
+    return {"path": src, "code": exc.code, "reason": exc.message}
+
+
+def enroll_many(home: Home, groups: Sequence[tuple[str, Iterable[Item]]], progress: Progress | None = None, *,
+                aligned: bool = False, commit_every: int | None = COMMIT_EVERY) -> list[dict[str, Any]]:
+    """Enroll several identities' photos in one call (``enroll --each``, the API's bulk enroll): one write lock, one
+    index save, and detection and embedding batched across identities. ``aligned``: each photo is an aligned face
+    crop. ``commit_every``: photos per flush (None: one flush for the call, as an HTTP request is all or nothing).
+    Returns, per identity in order, accepted / rejected / skipped with one entry per photo."""
+    names = [check_name(n) for n, _ in groups]
+    t0 = time.perf_counter()
+    with home.lock.hold():
+        session = _Session(home, names, aligned)
+        for name, (_, items) in zip(names, groups):
+            for src, load in items:
+                session.read(name, src, load)
+                if len(session.waiting) >= DETECT_EVERY:
+                    session.detect()
+                if commit_every is not None and len(session.pending) >= commit_every:
+                    session.flush()
+                if progress:
+                    progress(1)
+        session.detect()
+        session.flush()
+        if any(r.accepted for r in session.results.values()):
+            home.index.save(session.index)
+    results = [session.results[n].as_dict(home.model.version) for n in dict.fromkeys(names)]
+    into = repr(results[0]["identity"]) if len(results) == 1 else f"{len(results)} identities"
+    log.info("enrolled %d images into %s (%d rejected, %d skipped) in %.2f s",
+             sum(len(r["accepted"]) for r in results), into, sum(len(r["rejected"]) for r in results),
+             sum(len(r["skipped"]) for r in results), time.perf_counter() - t0)
+    return results
+
+
+def enroll(home: Home, name: str, items: Iterable[Item], progress: Progress | None = None, *,
+           aligned: bool = False, commit_every: int | None = COMMIT_EVERY) -> dict[str, Any]:
+    """Enroll images into ``name`` (created if new): ``enroll_many`` for one identity."""
+    return enroll_many(home, [(name, items)], progress, aligned=aligned, commit_every=commit_every)[0]
+
+

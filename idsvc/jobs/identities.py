@@ -1,0 +1,89 @@
+"""Identities: the rule for their names, and their bookkeeping — list, show, rename, delete an identity or one
+template. Deletes remove the rows, the vectors and the stored crops together, under the write lock."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import TYPE_CHECKING, Any
+
+from idsvc.crash import crash_point
+from idsvc.errors import IdsvcError
+
+if TYPE_CHECKING:
+    from idsvc.home import Home
+
+#: Characters a name may not hold anywhere: C0/C1 controls and DEL, and the invisible or bidi formatting characters
+#: (soft hyphen, zero-width, LRM/RLM, embeddings and overrides, isolates, line/paragraph separators, BOM) that make
+#: two names look alike or reorder what an operator reads. Written as ranges so Python and ECMA read them alike.
+_FORBIDDEN = (r"\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+              r"\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb")
+#: An identity name: 1-255 characters, no slash, backslash or forbidden character, no whitespace at either end, not
+#: "." or ".." (a client's URL handling would turn /v1/identities/.. into another route). The same pattern is the
+#: API's documented path and body schema (ECMA and Python read it alike).
+_END = r"[^\s/\\" + _FORBIDDEN + "]"  # first or last character: no whitespace either
+_END_NOT_DOT = r"[^\s/\\." + _FORBIDDEN + "]"
+_MIDDLE = r"[^/\\" + _FORBIDDEN + "]"
+#: Spelled out by length rather than with a look-ahead, which pydantic's regex engine does not take: one character
+#: (not "."), two (not ".."), or three to 255.
+NAME_PATTERN = (f"^(?:{_END_NOT_DOT}|{_END_NOT_DOT}{_END}|\\.{_END_NOT_DOT}|{_END}{_MIDDLE}{{1,253}}{_END})$")
+NAME_RE = re.compile(NAME_PATTERN)
+
+
+def check_name(name: str) -> str:
+    """An identity name in Unicode NFC (so "é" typed two ways is one identity): 1-255 characters, no slashes,
+    control, invisible or bidi characters, no surrounding spaces, not "." or "..". Returns the normalised name;
+    raises ``invalid_argument``."""
+    normal = name_key(name)
+    if not NAME_RE.fullmatch(normal) or normal.strip() != normal:
+        raise IdsvcError("invalid_argument", f"invalid identity name {name!r} (1-255 characters, no slashes, "
+                         "no control, invisible or bidi characters, no surrounding spaces, not '.' or '..')",
+                         name=name)
+    return normal
+
+
+def name_key(name: str) -> str:
+    """How a name given to look an identity up is compared with stored names (stored names are NFC)."""
+    return unicodedata.normalize("NFC", name)
+
+
+
+def list_identities(home: Home) -> list[dict[str, Any]]:
+    return home.registry.identities()
+
+
+def show_identity(home: Home, name: str) -> dict[str, Any]:
+    name = name_key(name)
+    ident = home.registry.identity(name)
+    ident["template_list"] = home.registry.templates_of(name)
+    return ident
+
+
+def rename_identity(home: Home, old: str, new: str) -> dict[str, Any]:
+    new = check_name(new)
+    with home.lock.hold():
+        return home.registry.rename(name_key(old), new)
+
+
+def delete_identity(home: Home, name: str) -> dict[str, Any]:
+    """Delete an identity, its templates and crops; their vectors are tombstoned in the saved index's manifest
+    (no faiss needed, see ``IndexStore.delete_vectors``). Raises ``identity_not_found`` before touching anything."""
+    name = name_key(name)
+    with home.lock.hold():
+        home.registry.identity(name)
+        agreed = home.index.agreed_ids()
+        ids, crops = home.registry.delete_identity(name)
+        crash_point("delete.committed")
+        home.index.delete_vectors(agreed)
+        home.crops.delete(list(crops))
+    return {"identity": name, "deleted_templates": len(ids)}
+
+
+def delete_template(home: Home, template_id: int) -> dict[str, Any]:
+    with home.lock.hold():
+        agreed = home.index.agreed_ids()
+        crop = home.registry.delete_template(template_id)
+        crash_point("delete.committed")
+        home.index.delete_vectors(agreed)
+        home.crops.delete([crop])
+    return {"deleted_template": template_id}

@@ -1,0 +1,42 @@
+"""The five-point landmark layouts faces are aligned to, and the similarity transform between two point sets.
+
+Numbers, not pixels: the face pipeline warps photos onto idsvc's 160-px template with them, and SFace re-aligns a crop
+onto ArcFace's 112-px template from its landmarks, so both need them and neither should import the other.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: (5, 2) landmarks at 160×160: left eye, right eye, nose, left and right mouth corner.
+TEMPLATE_160 = np.array(
+    [[53.5, 66.8], [106.5, 66.8], [80.0, 93.6], [56.3, 111.4], [103.7, 111.4]], dtype=np.float32
+)
+
+
+#: (5, 2) landmarks of the ArcFace / InsightFace 112×112 alignment (SFace and most crops exported by other systems).
+ARCFACE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float32,
+)
+
+
+def template(size: int, base: np.ndarray = TEMPLATE_160) -> np.ndarray:
+    """A template (by default idsvc's 160-px one) scaled to a ``size``×``size`` crop."""
+    base_size = 112.0 if base is ARCFACE_112 else 160.0
+    return base * (size / base_size)
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2×3 similarity (rotation, uniform scale, shift) taking ``src`` points onto ``dst``: robust (LMedS) when
+    OpenCV finds one, else the plain least-squares fit of all points (degenerate landmarks, e.g. all on a line)."""
+    matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
+    if matrix is not None:
+        return matrix
+    s, d = src.astype(np.float64), dst.astype(np.float64)
+    a = np.zeros((2 * len(s), 4))
+    a[0::2] = np.c_[s[:, 0], -s[:, 1], np.ones(len(s)), np.zeros(len(s))]
+    a[1::2] = np.c_[s[:, 1], s[:, 0], np.zeros(len(s)), np.ones(len(s))]
+    (p, q, tx, ty), *_ = np.linalg.lstsq(a, d.reshape(-1), rcond=None)
+    return np.array([[p, -q, tx], [q, p, ty]], dtype=np.float64)
