@@ -106,12 +106,12 @@ def main() -> None:
                 si = load_settings(home=Path(tmp) / f"home{r}-{i}", model=model, device="cpu", cpu_runtime=runtime)
                 svc = Service(si, encoder=enc, pipeline=Pipeline(si, enc, detector))
                 t0 = time.perf_counter()
-                kept[f"enroll {label}"] = svc.enroll_each(people)["accepted"]
+                kept[f"enroll {label}"] = svc.enroll_each([people]).accepted
                 times.setdefault(f"enroll {label}", []).append(time.perf_counter() - t0)
-                agree.append(svc.status()["index"]["in_agreement"])
+                agree.append(svc.status().index.in_agreement)
                 t0 = time.perf_counter()
-                _, results = svc.search_many([str(p) for _, p in photos])
-                kept[f"search {label}"] = sum(1 for res in results if res.get("identity"))
+                results = svc.search([str(p) for _, p in photos])
+                kept[f"search {label}"] = sum(1 for res in results if res.positive)
                 times.setdefault(f"search {label}", []).append(time.perf_counter() - t0)
                 svc.close()
 

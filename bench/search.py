@@ -91,7 +91,7 @@ def main() -> None:
                 it = iter(range(10**9))
                 # What a service search costs besides detection and embedding: open (the registry's generation
                 # token, the cached index) and rank (index search, in-memory template → identity map).
-                t_svc = timed(lambda: rank(svc.home, svc.home.index.open(), q[next(it) % len(q)], 5), args.queries)
+                t_svc = timed(lambda: rank(svc.home, svc.home.index.open(), q[next(it) % len(q)], 5, 0.5), args.queries)
                 rows.append([n, "idsvc service path (open + rank, top-5)", np.percentile(t_svc, 50),
                              np.percentile(t_svc, 99), np.percentile(t_bare, 50), np.percentile(t_bare, 99),
                              np.percentile(t_svc, 50) / np.percentile(t_bare, 50), "-"])

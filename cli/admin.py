@@ -22,17 +22,15 @@ def status(ctx: typer.Context) -> None:
     st = service(ctx).status()
     o = out(ctx)
     o.emit(st)
-    idx, m = st["index"], st["model"]
-    agreement = "in agreement with the registry" if idx["in_agreement"] else "; ".join(idx["problems"])
-    rows = [("home", st["home"]), ("database", f"{st['db']} (schema {st['schema']})"),
-            ("model", f"{m['name']} {m['version']} ({m['device']}{', ' + m['numerics'] if m['numerics'] else ''}, "
-                      f"{m['path']})"),
-            ("identities", st["identities"]), ("templates", st["templates"]),
-            ("index", f"{idx['kind'] or 'none saved'}, {idx['vectors']} vectors, {agreement}"),
-            ("threshold", f"{st['threshold']:.4f} ({st['threshold_source']})" if st["threshold"] is not None
-             else "none")]
-    if st["templates_other_models"]:
-        rows.append(("other model versions", ", ".join(f"{v}: {n}" for v, n in st["templates_other_models"].items())))
+    idx, m = st.index, st.model
+    agreement = "in agreement with the registry" if idx.in_agreement else "; ".join(idx.problems)
+    rows = [("home", st.home), ("database", f"{st.db} (schema {st.schema_})"),
+            ("model", f"{m.name} {m.version} ({m.device}{', ' + m.numerics if m.numerics else ''}, {m.path})"),
+            ("identities", st.identities), ("templates", st.templates),
+            ("index", f"{idx.kind or 'none saved'}, {idx.vectors} vectors, {agreement}"),
+            ("threshold", f"{st.threshold:.4f} ({st.threshold_source})" if st.threshold is not None else "none")]
+    if st.templates_other_models:
+        rows.append(("other model versions", ", ".join(f"{v}: {n}" for v, n in st.templates_other_models.items())))
     o.print(fields("idsvc status", rows))
 
 
@@ -47,11 +45,11 @@ def reindex(ctx: typer.Context,
     with o.progress("re-embedding templates") as advance:
         r = svc.reindex(model=to_model, progress=advance)
     o.emit(r)
-    if "upgrade" in r:
-        u = r["upgrade"]
-        o.print(f"re-embedded {u['re_embedded']} templates ({u['resumed_from']} done by an earlier run); "
-                f"switched {u['templates']} templates to {u['to']}")
-    o.print(f"reindexed {r['vectors']} vectors ({r['kind']}, {r['model_version']}) in {r['seconds']} s")
+    if r.upgrade is not None:
+        u = r.upgrade
+        o.print(f"re-embedded {u.re_embedded} templates ({u.resumed_from} done by an earlier run); "
+                f"switched {u.templates} templates to {u.to}")
+    o.print(f"reindexed {r.vectors} vectors ({r.kind}, {r.model_version}) in {r.seconds} s")
 
 
 @handled
@@ -61,37 +59,36 @@ def doctor(ctx: typer.Context, fix: bool = typer.Option(False, "--fix", help="Re
     r = service(ctx).doctor(fix=fix)
     o = out(ctx)
     o.emit(r)
-    o.print(table("idsvc doctor", ("check", "problem"), [(p["check"], p["problem"]) for p in r["problems"]])
-            if r["problems"] else "no problems found")
-    for n in r["notes"]:
-        o.print(f"note: {n['problem']}")
-    if r["leftovers"]:
+    o.print(table("idsvc doctor", ("check", "problem"), [(p.check, p.problem) for p in r.problems])
+            if r.problems else "no problems found")
+    for n in r.notes:
+        o.print(f"note: {n.problem}")
+    if r.leftovers:
         o.print(table("leftovers (`idsvc doctor --fix` removes them)", ("kind", "path", "bytes"),
-                      [(x["kind"], x["path"], str(x["bytes"])) for x in r["leftovers"]]))
-    for f in r["fixed"]:
+                      [(x.kind, x.path, str(x.bytes)) for x in r.leftovers]))
+    for f in r.fixed:
         o.print(f"fixed: {f}")
-    if r["remaining"]:
+    if r.remaining:
         raise typer.Exit(EXIT_NEGATIVE)
 
 
 @handled
 def thresholds(ctx: typer.Context) -> None:
     """Calibrated thresholds stored in the registry, per model version (newest last; the newest is used)."""
-    rows = service(ctx).thresholds()
+    r = service(ctx).thresholds()
     o = out(ctx)
-    o.emit({"thresholds": rows})
-    o.print(table(f"{len(rows)} stored thresholds",
+    o.emit(r)
+    o.print(table(f"{len(r.thresholds)} stored thresholds",
                   ("model version", "threshold", "mode", "pairs (gen/imp)", "data", "created"),
-                  [(r["model_version"], f"{r['value']:.4f}", r["mode"] + (f" {r['target_far']:g}" if r["target_far"]
-                                                                         else ""),
-                    f"{r['genuine_pairs']}/{r['impostor_pairs']}", r["data_sha256"][:12], r["created_at"])
-                   for r in rows]))
+                  [(t.model_version, f"{t.value:.4f}", t.mode + (f" {t.target_far:g}" if t.target_far else ""),
+                    f"{t.genuine_pairs}/{t.impostor_pairs}", t.data_sha256[:12], t.created_at)
+                   for t in r.thresholds]))
 
 
 def _migrate(ctx: typer.Context, revision: str, down: bool) -> None:
     r = service(ctx).migrate(revision, down=down)
     out(ctx).emit(r)
-    out(ctx).print(f"{r['db']} is at schema revision {r['revision']}")
+    out(ctx).print(f"{r.db} is at schema revision {r.revision}")
 
 
 @db_app.command("upgrade")
@@ -119,18 +116,18 @@ def keys_create(ctx: typer.Context, name: str,
     o.emit(key)
     o.note(f"API key {name!r} ({scope}); send it as 'Authorization: Bearer <key>'. It is not shown again:")
     if not o.json:
-        print(key["key"])
+        print(key.key)
 
 
 @keys_app.command("list")
 @handled
 def keys_list(ctx: typer.Context) -> None:
     """Keys with their scope and status (never the secret)."""
-    keys = service(ctx).list_keys()
+    r = service(ctx).list_keys()
     o = out(ctx)
-    o.emit({"keys": keys})
-    o.print(table(f"{len(keys)} API keys", ("name", "scope", "prefix", "created", "revoked"),
-                  [(k["name"], k["scope"], k["prefix"] + "…", k["created_at"], k["revoked_at"]) for k in keys]))
+    o.emit(r)
+    o.print(table(f"{len(r.keys)} API keys", ("name", "scope", "prefix", "created", "revoked"),
+                  [(k.name, k.scope, k.prefix + "…", k.created_at, k.revoked_at) for k in r.keys]))
 
 
 @keys_app.command("revoke")

@@ -16,8 +16,8 @@ def export(ctx: typer.Context, archive: Path = typer.Argument(..., help="Zip fil
     """Write identities, templates, crops and calibrated thresholds to one archive with a manifest and checksums."""
     r = service(ctx).export(archive)
     out(ctx).emit(r)
-    out(ctx).print(f"wrote {r['path']}: {r['identities']} identities, {r['templates']} templates, {r['crops']} crops, "
-                   f"{r['thresholds']} thresholds (models: {', '.join(r['model_versions']) or 'none'})")
+    out(ctx).print(f"wrote {r.path}: {r.identities} identities, {r.templates} templates, {r.crops} crops, "
+                   f"{r.thresholds} thresholds (models: {', '.join(r.model_versions) or 'none'})")
 
 
 @handled
@@ -27,8 +27,8 @@ def import_(ctx: typer.Context, archive: Path = typer.Argument(..., help="An arc
     """Add an archive's gallery to this home in one transaction (an interrupted import changes nothing)."""
     r = service(ctx).import_archive(archive, reembed=reembed)
     out(ctx).emit(r)
-    out(ctx).print(f"imported {r['identities']} identities, {r['templates']} templates ({r['re_embedded']} "
-                   f"re-embedded for {r['model_version']}), {r['thresholds']} thresholds")
+    out(ctx).print(f"imported {r.identities} identities, {r.templates} templates ({r.re_embedded} "
+                   f"re-embedded for {r.model_version}), {r.thresholds} thresholds")
 
 
 @handled
@@ -44,10 +44,10 @@ def migrate(ctx: typer.Context,
     again after an interruption; the source is only read."""
     o = out(ctx)
     with o.progress("migrate") as advance:
-        r = service(ctx).migrate_home(to_db, to_vectors, to_home=to_home, batch=batch, progress=advance)
+        r = service(ctx).copy_home(to_db, to_vectors, to_home=to_home, batch=batch, progress=advance)
     o.emit(r)
-    o.print(f"migrated to {r['to_db']} + {r['to_vectors']}: {r['identities']} identities, {r['templates']} "
-            f"templates ({r['copied_now']} copied now), {r['vectors']} vectors; crops {r['crops']}")
+    o.print(f"migrated to {r.to_db} + {r.to_vectors}: {r.identities} identities, {r.templates} templates "
+            f"({r.copied_now} copied now), {r.vectors} vectors; crops {r.crops}")
 
 
 def register(app: typer.Typer) -> None:

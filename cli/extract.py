@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -26,15 +24,15 @@ def detect(ctx: typer.Context,
     with o.progress("detecting") as advance:
         r = service(ctx).detect(paths, crops_dir=crops, progress=advance)
     o.emit(r)
-    o.print(table(f"{r['faces']} faces in {len(r['photos'])} photos", ("photo", "face", "box", "det_prob",
-                                                                        "quality", "problems"),
-                  [(p["path"], str(n), str(f["box"]), f"{f['det_prob']:.3f}", f"{f['quality']['score']:.3f}",
-                    "; ".join(f["quality_problems"])) for p in r["photos"] for n, f in enumerate(p.get("faces", []), 1)]
-                  + [(p["path"], "-", p["error"]["message"], "", "", "") for p in r["photos"] if "error" in p]))
-    if r["errors"]:
-        first = next(p["error"] for p in r["photos"] if "error" in p)
-        raise fail(o, IdsvcError(first["code"], f"{r['errors']} photos could not be read (first: "
-                                 f"{first['message']})"), emit=False)
+    o.print(table(f"{r.faces} faces in {len(r.photos)} photos", ("photo", "face", "box", "det_prob", "quality",
+                                                                 "problems"),
+                  [(p.path, str(n), str(f.box), f"{f.det_prob:.3f}", f"{f.quality.score:.3f}",
+                    "; ".join(f.quality_problems)) for p in r.photos for n, f in enumerate(p.faces or [], 1)]
+                  + [(p.path, "-", p.error.message, "", "", "") for p in r.photos if p.error is not None]))
+    first = next((p.error for p in r.photos if p.error is not None), None)
+    if first is not None:
+        raise fail(o, IdsvcError(first.code, f"{r.errors} photos could not be read (first: {first.message})"),
+                   emit=False)
 
 
 @handled
@@ -50,27 +48,25 @@ def embed(ctx: typer.Context,
     if (out_path is None) == (not jsonl):
         raise IdsvcError("invalid_argument", "give exactly one of --out FILE.npy and --jsonl")
     svc = service(ctx)
-    files = svc.embed_files(paths)
-    errors = 0
-    if jsonl:
-        for record in svc.embed_each(files, aligned=aligned):
-            sys.stdout.write(json.dumps(record) + "\n")
-            sys.stdout.flush()
-            errors += "error" in record
+    if out_path is None:
+        stream = svc.embed(paths, aligned=aligned)
+        errors = 0
+        for record in stream:
+            o.line(record)
+            errors += record.failed is not None
         if errors:
-            raise fail(o, IdsvcError("no_face", f"{errors} of {len(files)} photos gave no embedding"), emit=False)
+            raise fail(o, IdsvcError("no_face", f"{errors} of {stream.total} photos gave no embedding"), emit=False)
         return
-    if out_path is None:  # (the check above already refused this; said again for the type checker)
-        raise IdsvcError("invalid_argument", "give -o FILE.npy or --jsonl")
-    with o.progress("embedding", total=len(files)) as advance:
-        r = svc.embed_to_npy(files, out_path, aligned=aligned, progress=advance)
+    with o.progress("embedding") as advance:
+        r = svc.embed(paths, aligned=aligned, out=out_path, progress=advance)
     o.emit(r)
-    o.print(f"wrote {r['rows']} × {r['dim']} embeddings ({r['model_version']}) to {r['path']}, index in "
-            f"{r['sidecar']}")
-    if r["errors"]:
-        first = r["errors"][0]
-        raise fail(o, IdsvcError(first["error"]["code"], f"{len(r['errors'])} of {len(files)} photos gave no "
-                                 f"embedding (first: {first['path']}: {first['error']['message']})"), emit=False)
+    o.print(f"wrote {r.rows} × {r.dim} embeddings ({r.model_version}) to {r.path}, index in {r.sidecar}")
+    if r.errors:
+        first = r.errors[0]
+        error = first.error or {}
+        raise fail(o, IdsvcError(str(error.get("code", "no_face")), f"{len(r.errors)} of {r.rows + len(r.errors)} "
+                                 f"photos gave no embedding (first: {first.path}: {error.get('message')})"),
+                   emit=False)
 
 
 def register(app: typer.Typer) -> None:

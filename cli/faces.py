@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from cli.context import out, service
-from cli.output import fail, handled
+from cli.output import Output, fail, handled
 from cli.render import table
 from idsvc.errors import EXIT_NEGATIVE, IdsvcError
+from idsvc.results import BatchSummary, Each, Item
 
 
 @handled
@@ -39,35 +38,33 @@ def enroll(ctx: typer.Context,
         raise IdsvcError("invalid_argument", "give an identity name and at least one image (or --each DIR)")
     name, paths = args[0], args[1:]
     with o.progress(f"enrolling {name}") as advance:
-        r = svc.enroll(name, paths, progress=advance, on_total=lambda n: advance(0, total=n), aligned=aligned,
-                       recursive=recursive)
+        r = svc.enroll(name, paths, progress=advance, aligned=aligned, recursive=recursive)
     o.emit(r)
-    rows = ([(a["path"], "[green]accepted", f"template {a['template_id']}, quality {a['quality']['score']}")
-             for a in r["accepted"]] + [(s["path"], "[yellow]skipped", s["reason"]) for s in r["skipped"]]
-            + [(x["path"], "[red]rejected", x["reason"]) for x in r["rejected"]])
-    o.print(table(f"enroll {name}: {len(r['accepted'])} accepted, {len(r['rejected'])} rejected, "
-                  f"{len(r['skipped'])} skipped", ("image", "result", "detail"), rows))
-    if r["rejected"]:
-        first = r["rejected"][0]
-        total = len(r["rejected"]) + len(r["accepted"]) + len(r["skipped"])
-        only = len(r["rejected"]) == 1 and not r["accepted"]
-        msg = first["reason"] if only else f"{len(r['rejected'])} of {total} images rejected (first: {first['reason']})"
-        raise fail(o, IdsvcError(first["code"] if not r["accepted"] else "invalid_argument", msg), emit=False)
+    rows = ([(a.path, "[green]accepted", f"template {a.template_id}, quality {a.quality.score}")
+             for a in r.accepted] + [(s.path, "[yellow]skipped", s.reason) for s in r.skipped]
+            + [(x.path, "[red]rejected", x.reason) for x in r.rejected])
+    o.print(table(f"enroll {name}: {len(r.accepted)} accepted, {len(r.rejected)} rejected, "
+                  f"{len(r.skipped)} skipped", ("image", "result", "detail"), rows))
+    if r.rejected:
+        first = r.rejected[0]
+        total = len(r.rejected) + len(r.accepted) + len(r.skipped)
+        only = len(r.rejected) == 1 and not r.accepted
+        msg = first.reason if only else f"{len(r.rejected)} of {total} images rejected (first: {first.reason})"
+        raise fail(o, IdsvcError(first.code if not r.accepted else "invalid_argument", msg), emit=False)
 
 
 def _enroll_each(ctx: typer.Context, folder: Path, aligned: bool) -> None:
     o = out(ctx)
     with o.progress(f"enrolling {folder}") as advance:
-        r = service(ctx).enroll_each(folder, progress=advance, on_total=lambda n: advance(0, total=n),
-                                     aligned=aligned)
+        r = service(ctx).enroll_each([folder], progress=advance, aligned=aligned)
     o.emit(r)
-    o.print(table(f"enroll --each {folder}: {len(r['identities'])} identities, {r['accepted']} accepted, "
-                  f"{r['rejected']} rejected, {r['skipped']} skipped",
+    o.print(table(f"enroll --each {folder}: {len(r.identities)} identities, {r.accepted} accepted, "
+                  f"{r.rejected} rejected, {r.skipped} skipped",
                   ("identity", "accepted", "rejected", "skipped", "first problem"),
-                  [(i["identity"], len(i["accepted"]), len(i["rejected"]), len(i["skipped"]),
-                    i["rejected"][0]["reason"] if i["rejected"] else "") for i in r["identities"]]))
-    if r["rejected"]:
-        raise fail(o, IdsvcError("invalid_argument", f"{r['rejected']} images rejected (the table or the JSON "
+                  [(i.identity, len(i.accepted), len(i.rejected), len(i.skipped),
+                    i.rejected[0].reason if i.rejected else "") for i in r.identities]))
+    if r.rejected:
+        raise fail(o, IdsvcError("invalid_argument", f"{r.rejected} images rejected (the table or the JSON "
                                  "says which)"), emit=False)
 
 
@@ -85,20 +82,17 @@ def search(ctx: typer.Context, images: list[str] = typer.Argument(..., help="Pho
     "summary": {...}}; --jsonl: a line per photo); exit 0 when every photo was identified, 1 when any was unknown,
     2 when any could not be read."""
     o = out(ctx)
+    results = service(ctx).search(images, top_k=top_k, threshold=threshold, all_faces=all_faces, aligned=aligned)
     if len(images) > 1 or jsonl or not Path(images[0]).is_file():
-        n, results = service(ctx).search_many(images, top_k=top_k, threshold=threshold, all_faces=all_faces,
-                                              aligned=aligned)
-        from idsvc.jobs.batch import identified
-
-        return _batch(o, n, results, jsonl, "search", identified, _search_row)
-    r = service(ctx).search(images[0], top_k=top_k, threshold=threshold, all_faces=all_faces, aligned=aligned)
+        return _batch(o, results, jsonl, "search", _search_row)
+    r = results.one().result()
     o.emit(r)
-    for i, face in enumerate(r["faces"]):
-        o.print(table(f"face {i + 1} {face['box']}: {face['identity'] or 'unknown'} (threshold "
-                      f"{r['threshold']:.3f}, {r['threshold_source']})", ("rank", "identity", "score", "match"),
-                      [(rank, c["name"], f"{c['score']:.4f}", "yes" if c["match"] else "no")
-                       for rank, c in enumerate(face["candidates"], 1)]))
-    if all(f["identity"] is None for f in r["faces"]):
+    for i, face in enumerate(r.faces):
+        o.print(table(f"face {i + 1} {face.box}: {face.identity or 'unknown'} (threshold "
+                      f"{r.threshold:.3f}, {r.threshold_source})", ("rank", "identity", "score", "match"),
+                      [(rank, c.name, f"{c.score:.4f}", "yes" if c.match else "no")
+                       for rank, c in enumerate(face.candidates, 1)]))
+    if all(f.identity is None for f in r.faces):
         raise typer.Exit(EXIT_NEGATIVE)
 
 
@@ -118,49 +112,49 @@ def verify(ctx: typer.Context, a: Optional[str] = typer.Argument(None, help="Fir
     if pairs is not None:
         if a or b or identity:
             raise IdsvcError("invalid_argument", "give either --pairs FILE or photos, not both")
-        n, results = service(ctx).verify_pairs(pairs, threshold=threshold, aligned=aligned)
-        return _batch(o, n, results, jsonl, "verify", lambda r: r["same"],
-                      lambda r: (f"{r['a']}  {r['b']}", "same" if r["same"] else "not the same", f"{r['score']:.4f}"))
+        return _batch(o, service(ctx).verify(pairs, threshold=threshold, aligned=aligned), jsonl, "verify",
+                      _verify_row)
     if a is None or (b is None) == (identity is None):
         raise IdsvcError("invalid_argument", "give two photos, a photo and --identity NAME, or --pairs FILE")
     svc = service(ctx)
-    r = (svc.verify(a, b, threshold=threshold, aligned=aligned) if b
+    r = (svc.verify([(a, b)], threshold=threshold, aligned=aligned).one().result() if b
          else svc.verify_identity(a, str(identity), threshold=threshold, aligned=aligned))
     o.emit(r)
-    verdict = "[green]same person" if r["same"] else "[red]not the same person"
-    o.print(f"{verdict}[/]: score {r['score']:.4f}, threshold {r['threshold']:.4f} ({r['threshold_source']})")
-    if not r["same"]:
+    verdict = "[green]same person" if r.same else "[red]not the same person"
+    o.print(f"{verdict}[/]: score {r.score:.4f}, threshold {r.threshold:.4f} ({r.threshold_source})")
+    if not r.same:
         raise typer.Exit(EXIT_NEGATIVE)
 
 
-def _search_row(r: dict[str, Any]) -> tuple[str, str, str]:
-    best = max((f["candidates"][0]["score"] for f in r["faces"] if f["candidates"]), default=None)
-    return (r["path"], ", ".join(f["identity"] or "unknown" for f in r["faces"]),
-            "" if best is None else f"{best:.4f}")
+def _search_row(item: Any) -> tuple[str, str, str]:
+    r = item.result()
+    best = max((f.candidates[0].score for f in r.faces if f.candidates), default=None)
+    return (item.label, ", ".join(f.identity or "unknown" for f in r.faces), "" if best is None else f"{best:.4f}")
 
 
-def _batch(o: Any, n: int, results: Iterator[dict[str, Any]], jsonl: bool, what: str,
-           positive: Callable[[dict[str, Any]], bool], row: Callable[[dict[str, Any]], tuple[str, str, str]]) -> None:
+def _verify_row(item: Any) -> tuple[str, str, str]:
+    r = item.result()
+    return item.label, "same" if r.same else "not the same", f"{r.score:.4f}"
+
+
+def _batch(o: Output, results: Each, jsonl: bool, what: str, row: Callable[[Any], tuple[str, str, str]]) -> None:
     """Render a batch: JSON lines as results arrive, or one document and a table; exit with the summary's code."""
-    from idsvc.jobs.batch import summary
-
-    done: list[dict[str, Any]] = []
-    with o.progress(what, total=n) as advance:
+    done: list[Item] = []
+    with o.progress(what, total=results.total) as advance:
         for r in results:
             done.append(r)
             if jsonl:
-                sys.stdout.write(json.dumps(r, default=str) + "\n")
-                sys.stdout.flush()
+                o.line(r)
             advance(1)
-    s = summary(done, positive)
+    s = BatchSummary.of(done)
     if not jsonl:
-        o.emit({"results": done, "summary": s})
-    o.print(table(f"{what}: {s['positive']} positive, {s['negative']} negative, {s['errors']} errors of {n}",
+        o.emit({"results": [r.document() for r in done], "summary": s.document()})
+    o.print(table(f"{what}: {s.positive} positive, {s.negative} negative, {s.errors} errors of {results.total}",
                   ("input", "answer", "score"),
-                  [row(r) if "error" not in r else (r.get("path") or f"{r['a']}  {r['b']}", "[red]error",
-                                                    r["error"]["message"]) for r in done]), stderr=jsonl)
-    if s["exit_code"]:
-        raise typer.Exit(s["exit_code"])
+                  [row(r) if r.failed is None else (r.label, "[red]error", r.failed.message) for r in done]),
+            stderr=jsonl)
+    if s.exit_code:
+        raise typer.Exit(s.exit_code)
 
 
 def register(app: typer.Typer) -> None:

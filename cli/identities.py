@@ -15,11 +15,11 @@ app = typer.Typer(no_args_is_help=True, help="List, show, rename and delete iden
 @handled
 def list_(ctx: typer.Context) -> None:
     """Every identity with its template count."""
-    rows = service(ctx).list_identities()
+    r = service(ctx).list_identities()
     o = out(ctx)
-    o.emit({"identities": rows})
-    o.print(table(f"{len(rows)} identities", ("name", "templates", "created"),
-                  [(r["name"], r["templates"], r["created_at"]) for r in rows]))
+    o.emit(r)
+    o.print(table(f"{len(r.identities)} identities", ("name", "templates", "created"),
+                  [(i.name, i.templates, i.created_at) for i in r.identities]))
 
 
 @app.command()
@@ -29,9 +29,8 @@ def show(ctx: typer.Context, name: str) -> None:
     ident = service(ctx).show_identity(name)
     o = out(ctx)
     o.emit(ident)
-    o.print(table(f"{ident['name']}: {ident['templates']} templates", ("id", "source", "quality", "model"),
-                  [(t["id"], t["source_path"], f"{t['quality']:.3f}", t["model_version"])
-                   for t in ident["template_list"]]))
+    o.print(table(f"{ident.name}: {ident.templates} templates", ("id", "source", "quality", "model"),
+                  [(t.id, t.source_path, f"{t.quality:.3f}", t.model_version) for t in ident.template_list]))
 
 
 @app.command()
@@ -49,4 +48,4 @@ def delete(ctx: typer.Context, name: str) -> None:
     """Delete an identity: its rows, its vectors and its stored crops."""
     r = service(ctx).delete_identity(name)
     out(ctx).emit(r)
-    out(ctx).print(f"deleted {name!r} and {r['deleted_templates']} templates")
+    out(ctx).print(f"deleted {name!r} and {r.deleted_templates} templates")

@@ -11,6 +11,7 @@ import typer
 from cli.context import out, service, state
 from cli.output import Output, handled
 from cli.render import fields, table
+from idsvc.results import Calibration
 
 model_app = typer.Typer(no_args_is_help=True, help="Import and inspect encoder checkpoints.")
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate the active model on labelled pairs (LFW protocol).")
@@ -26,7 +27,7 @@ def model_import(ctx: typer.Context,
     """Import davidsandberg/facenet's Inception-ResNet-v1 weights from a Keras .h5 (refused unless all map)."""
     r = service(ctx).import_facenet_keras(h5, out_path, name=name, fp16=fp16)
     out(ctx).emit(r)
-    out(ctx).print(f"wrote {out_path} (model version {r['card']['version']})")
+    out(ctx).print(f"wrote {out_path} (model version {r.card['version']})")
 
 
 @model_app.command("import-sface")
@@ -39,7 +40,7 @@ def model_import_sface(ctx: typer.Context,
     """Import OpenCV Zoo's SFace (run with ONNX Runtime; needs idsvc[sface])."""
     r = service(ctx).import_sface(onnx, out_path, name=name)
     out(ctx).emit(r)
-    out(ctx).print(f"wrote {out_path} (model version {r['card']['version']})")
+    out(ctx).print(f"wrote {out_path} (model version {r.card['version']})")
 
 
 @model_app.command("fuse")
@@ -55,7 +56,7 @@ def model_fuse(ctx: typer.Context,
     """Fuse encoders: the fused cosine is the weighted mean of the members' cosines."""
     r = service(ctx).fuse_models(members, weights or [1.0] * len(members), out_path, name=name, link=link)
     out(ctx).emit(r)
-    out(ctx).print(f"wrote {out_path} (model version {r['card']['version']}, {r['card']['embedding_size']}-d)")
+    out(ctx).print(f"wrote {out_path} (model version {r.card['version']}, {r.card['embedding_size']}-d)")
 
 
 @model_app.command("info")
@@ -65,8 +66,8 @@ def model_info(ctx: typer.Context,
     """Show a checkpoint's model card (by default the home's active model)."""
     r = service(ctx).model_info(path)
     out(ctx).emit(r)
-    card = r["card"]
-    out(ctx).print(fields(r["path"] + (" (active)" if r["active"] else ""),
+    card = r.card
+    out(ctx).print(fields(r.path + (" (active)" if r.active else ""),
                           [(k, card.get(k)) for k in ("name", "version", "arch", "embedding_size", "preprocessing",
                                                       "threshold", "lfw", "source")]))
 
@@ -77,12 +78,12 @@ def _run_eval(ctx: typer.Context, images: Path, pairs: Path, plot: Optional[Path
     with o.progress("embedding photos") as advance:
         r = svc.evaluate(images, pairs, progress=advance, plot=plot, write_card=write_card)
     o.emit(r)
-    o.print(fields(f"{r['model_version']} on {r['pairs']} pairs ({r['images']} photos)", [
-        ("10-fold accuracy", f"{r['accuracy'] * 100:.2f}% ± {r['accuracy_std'] * 100:.2f}"),
-        ("ROC AUC", f"{r['auc']:.4f}"), ("EER", f"{r['eer'] * 100:.2f}%"),
-        ("TAR @ FAR=1e-3", f"{r['tar_at_far_1e-3'] * 100:.2f}%"),
-        ("best-accuracy threshold (mean of folds)", f"{r['threshold']:.4f}"),
-        ("photos with no face found", r["no_face"])] + ([("ROC plot", plot)] if plot else [])))
+    o.print(fields(f"{r.model_version} on {r.pairs} pairs ({r.images} photos)", [
+        ("10-fold accuracy", f"{r.accuracy * 100:.2f}% ± {r.accuracy_std * 100:.2f}"),
+        ("ROC AUC", f"{r.auc:.4f}"), ("EER", f"{r.eer * 100:.2f}%"),
+        ("TAR @ FAR=1e-3", f"{r.tar_at_far_1e_3 * 100:.2f}%"),
+        ("best-accuracy threshold (mean of folds)", f"{r.threshold:.4f}"),
+        ("photos with no face found", r.no_face)] + ([("ROC plot", plot)] if plot else [])))
 
 
 @eval_app.command("pairs")
@@ -110,26 +111,26 @@ def eval_lfw(ctx: typer.Context,
     _run_eval(ctx, root / "images", root / "pairs.txt", plot, write_card)
 
 
-def _render_calibration(o: Output, r: dict[str, Any], save: bool) -> None:
-    o.print(f"{r['model_version']}: {r['genuine']} genuine + {r['impostor']} impostor pairs from {r['images']} "
-            f"photos ({r['source']})")
+def _render_calibration(o: Output, r: Calibration, save: bool) -> None:
+    o.print(f"{r.model_version}: {r.genuine} genuine + {r.impostor} impostor pairs from {r.images} photos "
+            f"({r.source})")
     o.print(table("thresholds at target FARs (chosen on 9 folds, tested on the 10th)",
                   ("target FAR", "threshold", "± folds", "held-out FAR", "held-out TAR"),
                   [(f"{x['target_far']:g}", f"{x['threshold']:.4f}", f"{x['threshold_std']:.4f}",
                     f"{x['heldout_far_mean']:.4g}", f"{x['heldout_tar_mean']:.4f}") if x["supported"]
-                   else (f"{x['target_far']:g}", "-", "-", "-", x["reason"]) for x in r["far_thresholds"]]))
-    op = r["operating_point"]
-    o.print(f"AUC {r['auc']:.4f}, EER {r['eer'] * 100:.2f}%, 10-fold accuracy {r['accuracy'] * 100:.2f}% "
-            f"(threshold {r['accuracy_threshold']:.4f})")
-    o.print(f"chosen threshold [bold]{r['threshold']:.4f}[/] ({op['mode']}): TAR {op['tar']:.4f} at FAR "
+                   else (f"{x['target_far']:g}", "-", "-", "-", x["reason"]) for x in r.far_thresholds]))
+    op = r.operating_point
+    o.print(f"AUC {r.auc:.4f}, EER {r.eer * 100:.2f}%, 10-fold accuracy {r.accuracy * 100:.2f}% "
+            f"(threshold {r.accuracy_threshold:.4f})")
+    o.print(f"chosen threshold [bold]{r.threshold:.4f}[/] ({op['mode']}): TAR {op['tar']:.4f} at FAR "
             f"{op['far']:.4g}" + ("; saved" if save else "; not saved (use --save)"))
-    if "open_set" in r:
-        s = r["open_set"]
+    if r.open_set is not None:
+        s = r.open_set
         o.print(table(f"open-set 1:N: {s['gallery_identities']} gallery identities, rank-1 "
                       f"{s['rank1_accuracy'] * 100:.1f}%", ("threshold", "FPIR", "FNIR"),
                       [(f"{x['threshold']:.4f}", f"{x['fpir']:.4f}", f"{x['fnir']:.4f}") for x in s["rates"]]))
-    if "report" in r:
-        o.print(f"report written to {r['report']['summary']}")
+    if r.report is not None:
+        o.print(f"report written to {r.report['summary']}")
 
 
 @handled
@@ -202,7 +203,7 @@ def train(ctx: typer.Context,
     with o.progress("training") as advance:
         r = svc.train(cfg, lambda e: _training_event(o, advance, e))
     o.emit(r)
-    o.print(f"wrote {out_path} (model version {r['card']['version']})")
+    o.print(f"wrote {out_path} (model version {r.card['version']})")
 
 
 def _training_event(o: Output, advance: Any, e: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from idsvc.errors import IdsvcError, from_os_error
+from idsvc.results import Result
 
 Advance = Callable[..., None]
 
@@ -36,10 +37,14 @@ class Output:
         self.out = Console(stderr=as_json, highlight=False, soft_wrap=True)  # tables: stderr under --json
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-    def emit(self, doc: Any) -> None:
+    def emit(self, doc: Result | dict[str, Any]) -> None:
+        """With --json, the command's one document on stdout."""
         if self.json:
-            sys.stdout.write(json.dumps(doc, indent=2, default=str, allow_nan=False) + "\n")
-            sys.stdout.flush()
+            write_json(doc, indent=2)
+
+    def line(self, item: Result) -> None:
+        """One JSON line on stdout as an item finishes (--jsonl), whatever --json says."""
+        write_json(item, indent=None)
 
     def print(self, *things: Any, stderr: bool = False) -> None:
         """Tables and notes for people: stdout, or stderr under --json (and wherever ``stderr`` asks, e.g. when
@@ -73,6 +78,14 @@ class Output:
                     bar.advance(task, n)
 
             yield advance
+
+
+def write_json(doc: Result | dict[str, Any], *, indent: int | None) -> None:
+    """The CLI's one JSON writer: a result as its document (``Result.document``: the fields it was given), strict
+    JSON (no NaN), then flushed so a pipe sees each line as it is written."""
+    body = doc.document() if isinstance(doc, Result) else doc
+    sys.stdout.write(json.dumps(body, indent=indent, allow_nan=False) + "\n")
+    sys.stdout.flush()
 
 
 def error_line(exc: IdsvcError) -> None:

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     # HTTP API.
     api_max_body_bytes: int = Field(20_000_000, ge=1024)
     api_rate_per_minute: int = Field(600, ge=1)
-    # How torch encoders run on the CPU: ONNX Runtime (cpu_runtime.py) in float32 ("onnxruntime") or quantized where
+    # How torch encoders run on the CPU: ONNX Runtime (encoders/load.py) in float32 ("onnxruntime") or quantized where
     # the model ships activation ranges ("onnxruntime-int8", int8.py); "auto" is int8 on CPUs with VNNI, where it was
     # measured, float32 elsewhere; "torch" eager PyTorch.
     cpu_runtime: Literal["auto", "onnxruntime", "onnxruntime-int8", "torch"] = "auto"

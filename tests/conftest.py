@@ -148,6 +148,16 @@ def photos(tmp_path: Path):
     return copy
 
 
+def search_one(service: Any, photo: Path | str, **options: Any) -> Any:
+    """One photo's search result through the service's one search entry (its error raised as raised)."""
+    return service.search([str(photo)], **options).one().result()
+
+
+def verify_one(service: Any, a: Path | str, b: Path | str, **options: Any) -> Any:
+    """One pair's verification through the service's one verify entry (its error raised as raised)."""
+    return service.verify([(str(a), str(b))], **options).one().result()
+
+
 def lfw_people(min_photos: int, count: int, offset: int = 0) -> list[tuple[str, int]]:
     """The first ``count`` LFW people (alphabetical, after ``offset``) with at least ``min_photos`` photos."""
     people = []

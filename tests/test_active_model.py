@@ -21,7 +21,7 @@ def idsvc(home: Path, *args: str):
 def test_upgrade_then_calibrate_then_verify_all_use_the_new_model(service, photos, settings, tmp_path):
     colin = photos("lfw", "Colin_Powell", 1, 2, 3)
     service.enroll("colin", [str(p) for p in colin[:2]])
-    old = service.version
+    old = service.home.model.version
     new_path = tmp_path / "new.pt"
     new = permuted_model(new_path)
     home = settings.home

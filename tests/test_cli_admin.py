@@ -93,7 +93,7 @@ def test_a_home_from_schema_0001_upgrades_keeping_its_templates(service, photos)
     """Templates enrolled before crop landmarks were recorded keep working: the home migrates on open and keeps
     them with no landmarks (their crops are on idsvc's template, which is what no landmarks means)."""
     home = service.settings.home
-    n = len(service.enroll("colin", [str(p) for p in photos("lfw", "Colin_Powell", 1, 2, 3)])["accepted"])
+    n = len(service.enroll("colin", [str(p) for p in photos("lfw", "Colin_Powell", 1, 2, 3)]).accepted)
     assert n >= 2
     service.home.registry.engine.dispose()
     assert json.loads(idsvc(home, "--json", "db", "downgrade", "0001").stdout)["revision"] == "0001"

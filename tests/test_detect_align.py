@@ -86,8 +86,8 @@ def _mtcnn_batches():
 
 
 def test_idsvc_mtcnn_finds_what_facenet_pytorch_finds(shared_pipeline):
-    """idsvc.faces.mtcnn (vectorised crops, ONNX Runtime stages) against facenet-pytorch's own ``MTCNN.detect``: the same
-    faces, in the same order, boxes and landmarks within 0.01 px, probabilities within 1e-4."""
+    """idsvc.faces.mtcnn (vectorised crops, ONNX Runtime stages) against facenet-pytorch's own ``MTCNN.detect``: the
+    same faces, in the same order, boxes and landmarks within 0.01 px, probabilities within 1e-4."""
     import torch
 
     from idsvc.faces.mtcnn import detect_faces

@@ -6,13 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from idsvc.settings import load_settings
+from tests.conftest import search_one
 
 
 def test_batched_enroll_gives_the_one_photo_templates(tmp_path, photos, make_service):
     people = {"Tony_Blair": (1, 2, 3), "Colin_Powell": (1, 3), "George_W_Bush": (1, 2, 4)}
     folders = {name: photos("lfw", name, *nums) for name, nums in people.items()}
     batched = make_service(load_settings(home=tmp_path / "batched", device="cpu"))
-    r = batched.enroll_each(folders["Tony_Blair"][0].parent.parent)  # one call: every photo of every person
+    r = batched.enroll_each([folders["Tony_Blair"][0].parent.parent])  # one call: every photo of every person
     one = make_service(load_settings(home=tmp_path / "one", device="cpu"))
     for name, paths in folders.items():
         for p in paths:  # one photo per call: detected alone, embedded alone
@@ -24,18 +25,18 @@ def test_batched_enroll_gives_the_one_photo_templates(tmp_path, photos, make_ser
         return {row["image_sha256"]: vecs[row["id"]][1] for row in rows}
 
     a, b = by_sha(batched), by_sha(one)
-    assert r["accepted"] >= 6 and set(a) == set(b)
+    assert r.accepted >= 6 and set(a) == set(b)
     cos = [float(np.dot(a[k], b[k])) for k in a]
     assert min(cos) >= 0.9999, cos
     probe = folders["Tony_Blair"][0]
-    x, y = batched.search(str(probe)), one.search(str(probe))
-    assert x["identity"] == y["identity"] == "Tony_Blair" and abs(x["score"] - y["score"]) < 1e-4
-    assert batched.status()["index"]["in_agreement"] and batched.status()["templates"] == r["accepted"]
+    x, y = search_one(batched, probe), search_one(one, probe)
+    assert x.identity == y.identity == "Tony_Blair" and abs(x.score - y.score) < 1e-4
+    assert batched.status().index.in_agreement and batched.status().templates == r.accepted
 
 
 def test_the_onnx_runtime_path_gives_the_pytorch_embeddings(shared_pipeline, photos):
-    """The float32 CPU path (cpu_runtime.py) runs the same network: on real aligned crops, cosine ≥ 0.99999 to
-    PyTorch's. (The int8 path is held to LFW instead: test_int8.py, bench/int8.py.)"""
+    """The float32 CPU path (encoders/load.py: accelerate) runs the same network: on real aligned crops, cosine ≥
+    0.99999 to PyTorch's. (The int8 path is held to LFW instead: test_int8.py, bench/int8.py.)"""
     from idsvc.encoders.load import accelerate, load_encoder
     from tests.conftest import FACENET_MODEL
 
@@ -59,14 +60,14 @@ def test_batch_search_gives_the_one_photo_answers(tmp_path, photos, make_service
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a photo")
     paths = [str(p) for p in probes[:2]] + [str(bad)] + [str(p) for p in probes[2:]]
-    _, results = svc.search_many(paths)
-    results = list(results)
-    assert [r["path"] for r in results] == paths
-    assert results[2]["error"]["code"] == "not_an_image"
-    for path, r in zip(paths, results):
-        if path == str(bad):
+    results = list(svc.search(paths))
+    assert [r.path for r in results] == paths
+    assert results[2].error.code == "not_an_image"
+    answers = [r.result() if r.error is None else None for r in results]
+    for path, r in zip(paths, answers):
+        if r is None:
             continue
-        alone = svc.search(path)
-        assert r["identity"] == alone["identity"] and abs(r["score"] - alone["score"]) < 1e-4
-        assert [c["name"] for c in r["faces"][0]["candidates"]] == [c["name"] for c in alone["faces"][0]["candidates"]]
-    assert [r.get("identity") for r in results] == ["Tony_Blair", "Tony_Blair", None, "Colin_Powell", None]
+        alone = search_one(svc, path)
+        assert r.identity == alone.identity and abs(r.score - alone.score) < 1e-4
+        assert [c.name for c in r.faces[0].candidates] == [c.name for c in alone.faces[0].candidates]
+    assert [r and r.identity for r in answers] == ["Tony_Blair", "Tony_Blair", None, "Colin_Powell", None]

@@ -1,5 +1,5 @@
-"""The int8 CPU path (idsvc/encoders/int8.py) on real faces: the shipped FaceNet ranges give an int8 network whose vectors
-stay close to float32 ones and keep people apart; the default (``auto``: int8 where the CPU has VNNI) and
+"""The int8 CPU path (idsvc/encoders/int8.py) on real faces: the shipped FaceNet ranges give an int8 network whose
+vectors stay close to float32 ones and keep people apart; the default (``auto``: int8 where the CPU has VNNI) and
 ``IDSVC_CPU_RUNTIME=onnxruntime-int8`` give it to the active model (the fusion's FaceNet member), ``onnxruntime`` and
 models without shipped ranges keep float32, status says which; and every user builds the same file."""
 
@@ -66,9 +66,9 @@ def test_the_setting_gives_the_active_model_int8_and_only_where_ranges_ship(tmp_
 
     svc = Service(s)  # its own model, loaded as a server loads it
     try:
-        assert svc.status()["model"]["numerics"] is None  # status loads no model
+        assert svc.status().model.numerics is None  # status loads no model
         svc.enroll("Colin_Powell", [str(p) for p in photos("lfw", "Colin_Powell", 1)])
-        assert svc.status()["model"]["numerics"] == "int8"
+        assert svc.status().model.numerics == "int8"
     finally:
         svc.close()
     permuted_model(tmp_path / "p.pt")

@@ -19,7 +19,7 @@ import pytest
 from idsvc.checksums import file_sha256
 from idsvc.settings import load_settings
 from idsvc.storage.registry import NewTemplate
-from tests.conftest import lfw_people
+from tests.conftest import lfw_people, search_one
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,7 @@ def test_migrate_is_resumable_and_keeps_every_answer(tmp_path, photos, make_serv
         got = photos("lfw", name, 1, 2, 3)
         source.enroll(name, [str(p) for p in got[:2]])
         probes.append(str(got[2]))
-    real = source.status()["templates"]
+    real = source.status().templates
     rng = np.random.default_rng(0)
     filler = rng.standard_normal((1000 - real, source.home.model.dim)).astype(np.float32)
     filler /= np.linalg.norm(filler, axis=1, keepdims=True)
@@ -53,14 +53,14 @@ def test_migrate_is_resumable_and_keeps_every_answer(tmp_path, photos, make_serv
             embedding=v, model_version=version, image_sha256=f"filler-{start + i}", source_path="-", box=[0, 0, 1, 1],
             landmarks=[[0, 0]] * 5, det_prob=1.0, quality=1.0) for i, v in enumerate(filler[start:start + 100])])
     source.reindex()
-    assert source.status()["templates"] == 1000
+    assert source.status().templates == 1000
 
     def answers(svc) -> list[tuple[str | None, int | None]]:
         out = []
         for p in probes:
-            r = svc.search(p, top_k=1)
-            best = r["faces"][0]["candidates"][0] if r["faces"][0]["candidates"] else {}
-            out.append((r["identity"], best.get("template_id")))
+            r = search_one(svc, p, top_k=1)
+            best = r.faces[0].candidates[0] if r.faces[0].candidates else None
+            out.append((r.identity, best.template_id if best else None))
         return out
 
     before = answers(source)
@@ -91,8 +91,8 @@ def test_migrate_is_resumable_and_keeps_every_answer(tmp_path, photos, make_serv
                                         vectors=f"milvus://{milvus}"))
     assert answers(target) == before
     st = target.status()
-    assert st["templates"] == 1000 and st["index"]["in_agreement"] and st["index"]["kind"] == "milvus"
+    assert st.templates == 1000 and st.index.in_agreement and st.index.kind == "milvus"
     new = target.enroll("newcomer", [str(photos("lfw", lfw_people(3, 1, offset=50)[0][0], 1)[0])])
-    assert new["accepted"][0]["template_id"] > max(source_ids)  # the id sequence continues past the copied ids
+    assert new.accepted[0].template_id > max(source_ids)  # the id sequence continues past the copied ids
     assert source.home.registry.template_ids().tolist() == source_ids  # the source is untouched
     assert file_sha256(source.home.index.directory() / "manifest.json") == source_manifest

@@ -32,6 +32,10 @@ PEOPLE = ("Alvaro_Uribe", "Amelie_Mauresmo", "Andre_Agassi")
 STRANGER = "Arnold_Schwarzenegger"
 
 pytestmark = pytest.mark.embedded_only  # the recording names SQLite and FAISS locations
+#: Keys added on purpose since the recording, each with why; nothing else may differ. `enroll --each` answers with one
+#: shape in both skins since results became typed (idsvc.results.BulkEnrollResult): the API gains `folder` (null:
+#: uploads have no folder) and the CLI gains `unnamed` (empty: a folder's person names are checked up front).
+ADDED = {("api", "enroll_each", "json", "folder"): None, ("cli", "enroll_each", "json", "unnamed"): []}
 
 
 def _scenario_files(root: Path) -> tuple[Path, Path]:
@@ -133,5 +137,10 @@ def test_cli_and_api_answers_match_the_recording(tmp_path, live_server, settings
         RECORDING.write_text(json.dumps(answers, indent=1, sort_keys=True) + "\n")
         pytest.skip(f"recorded {RECORDING}")
     want = json.loads(RECORDING.read_text())
+    for (*where, key), value in ADDED.items():
+        doc = want
+        for part in where:
+            doc = doc[part]
+        doc[key] = value
     problems = _differences(answers, want)
     assert not problems, "\n".join(problems[:30])

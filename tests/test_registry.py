@@ -71,7 +71,7 @@ def test_same_image_twice_is_refused_and_nothing_half_written(db_url):
     r.add_templates("alice", [_tpl("a1")])
     with pytest.raises(IdsvcError):
         r.add_templates("bob", [_tpl("b1"), _tpl("a1")])
-    assert [i["name"] for i in r.identities()] == ["alice"]  # bob and b1 rolled back with the failed batch
+    assert [i.name for i in r.identities()] == ["alice"]  # bob and b1 rolled back with the failed batch
     assert r.counts()["templates"] == 1
 
 
@@ -84,11 +84,11 @@ def test_several_identities_in_one_transaction_store_together_or_not_at_all(db_u
                                   store_crops=lambda ids: written.append(ids) or {i: f"/crops/{i}.png" for i in ids})
     assert [len(g) for g in groups] == [2, 1] and written == [groups[0] + groups[1]]
     assert r.enrolled_shas(["b1", "b2", "c1"]) == {"b1": "bob", "b2": "bob", "c1": "carol"}
-    assert [t["crop_path"] for t in r.templates_of("carol")] == [f"/crops/{groups[1][0]}.png"]
+    assert [t.crop_path for t in r.templates_of("carol")] == [f"/crops/{groups[1][0]}.png"]
     with pytest.raises(IdsvcError) as err:
         r.add_templates_many([("dave", [_tpl("d1")]), ("erin", [_tpl("e1"), _tpl("b1")])])
     assert err.value.code == "already_enrolled"
-    assert sorted(i["name"] for i in r.identities()) == ["bob", "carol"]  # dave went back with erin
+    assert sorted(i.name for i in r.identities()) == ["bob", "carol"]  # dave went back with erin
     assert r.counts()["templates"] == 3
 
 
@@ -96,5 +96,5 @@ def test_thresholds_are_per_model_version(db_url):
     r = Registry(db_url)
     r.save_threshold("m1", 0.5, "far", 1e-3, "h", 10, 10, {})
     r.save_threshold("m1", 0.55, "far", 1e-3, "h2", 10, 10, {})
-    assert r.threshold("m1")["value"] == 0.55
+    assert r.threshold("m1").value == 0.55
     assert r.threshold("m2") is None

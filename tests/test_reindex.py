@@ -62,7 +62,7 @@ def bulk_templates(db: Path, n: int, version: str, dim: int) -> None:
 @pytest.mark.slow
 def test_killed_reindex_keeps_the_old_index_and_a_second_run_is_refused(service, photos, settings):
     probes = enroll_people(service, photos, 3)
-    bulk_templates(settings.home / "idsvc.db", 60_000, service.version, service.home.model.dim)
+    bulk_templates(settings.home / "idsvc.db", 60_000, service.home.model.version, service.home.model.dim)
     service.reindex()  # flat index with everything: the "old" index
     manifest = (service.home.index.directory() / "manifest.json").read_bytes()
 
@@ -97,8 +97,8 @@ def test_killed_reindex_keeps_the_old_index_and_a_second_run_is_refused(service,
 @pytest.mark.slow
 def test_model_upgrade_killed_and_resumed(service, photos, settings, tmp_path):
     probes = enroll_people(service, photos, 8)
-    old = service.version
-    total = service.status()["templates"]
+    old = service.home.model.version
+    total = service.status().templates
     new_path = tmp_path / "new.pt"
     new = permuted_model(new_path)
     assert new != old
@@ -155,11 +155,11 @@ def test_doctor_finds_and_fixes(service, photos, settings, damage):
             index.add(np.array([999_999]), np.ones((1, index.dim), np.float32) / np.sqrt(index.dim))
         else:
             index.remove(index.ids()[:1])
-        index.save(d, service.version)
+        index.save(d, service.home.model.version)
     found = idsvc(settings.home, "--json", "doctor")
     assert found.exit_code == 1
     problems = {p["check"]: p["problem"] for p in json.loads(found.stdout)["problems"]}
-    n = service.status()["templates"]
+    n = service.status().templates
     assert {"deleted_index": "index file missing", "extra_vector": f"({n + 1} vectors, {n} templates)",
             "missing_vector": f"({n - 1} vectors, {n} templates)"}[damage] in " ".join(problems.values())
     fixed = idsvc(settings.home, "--json", "doctor", "--fix")

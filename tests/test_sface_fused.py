@@ -118,7 +118,7 @@ def test_a_home_switches_between_single_and_fused_models(service, photos, sface_
     fused_path = tmp_path / "fused.pt"
     fused_version = fuse([facenet_path, sface_path], [1.0, 1.0], fused_path)["version"]
     colin = photos("lfw", "Colin_Powell", 1, 2, 3)
-    n = len(service.enroll("colin", [str(p) for p in colin[:2]])["accepted"])  # on the shipped fusion
+    n = len(service.enroll("colin", [str(p) for p in colin[:2]]).accepted)  # on the shipped fusion
     home = service.settings.home
 
     def idsvc(*args: str) -> dict:
@@ -128,7 +128,8 @@ def test_a_home_switches_between_single_and_fused_models(service, photos, sface_
 
     down = idsvc("reindex", "--model", str(facenet_path))  # the shipped fusion → the single FaceNet model
     single = load_encoder(facenet_path, device="cpu").version
-    assert down["upgrade"]["from"] == [service.version] and down["upgrade"]["to"] == single and down["vectors"] == n
+    assert down["upgrade"]["from"] == [service.home.model.version]
+    assert down["upgrade"]["to"] == single and down["vectors"] == n
     up = idsvc("reindex", "--model", str(fused_path))
     assert up["upgrade"]["to"] == fused_version and up["upgrade"]["templates"] == n and up["vectors"] == n
     st = idsvc("status")

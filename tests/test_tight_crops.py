@@ -12,7 +12,7 @@ import pytest
 from idsvc.faces.align import align, outside_fraction
 from idsvc.faces.images import load_image
 from idsvc.landmarks import ARCFACE_112
-from tests.conftest import LFW, SAMPLES
+from tests.conftest import LFW, SAMPLES, search_one, verify_one
 
 REPO_SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 
@@ -56,8 +56,8 @@ def test_tight_crop_verifies_against_a_loose_photo(service, make_service, settin
 
     colin = sorted((LFW / "Colin_Powell").glob("*.jpg"))
     crop = arcface_crop(service.home.model.pipeline, colin[0], tmp_path, grey=grey)
-    r = service.verify(str(crop), str(colin[3]))
-    assert r["same"], r
+    r = verify_one(service, crop, colin[3])
+    assert r.same, r
     fc = service.home.model.pipeline.one_face(load_image(crop, max_pixels=10**8, min_side=8), strict=False)
     assert fc.quality.preparation == "tight" and fc.quality.outside > 0.15
     # No black margin where the face reaches the border (the first release filled the template's margin black).
@@ -73,11 +73,11 @@ def test_tight_crop_verifies_against_a_loose_photo(service, make_service, settin
 def test_given_aligned_crops_enroll_and_loose_photos_find_them(service):
     crops = sorted((REPO_SAMPLES / "aligned" / "angelina_jolie").glob("*"))
     r = service.enroll("angelina", [str(p) for p in crops], aligned=True)
-    assert r["accepted"] and all(a["quality"]["preparation"] == "given_aligned" for a in r["accepted"])
-    found = service.search(str(SAMPLES / "test_images" / "angelina_jolie" / "1.jpg"))
-    assert found["identity"] == "angelina"
-    probe = service.search(str(crops[0]), aligned=True)
-    assert probe["faces"][0]["quality"]["preparation"] == "given_aligned" and probe["identity"] == "angelina"
+    assert r.accepted and all(a.quality.preparation == "given_aligned" for a in r.accepted)
+    found = search_one(service, SAMPLES / "test_images" / "angelina_jolie" / "1.jpg")
+    assert found.identity == "angelina"
+    probe = search_one(service, crops[0], aligned=True)
+    assert probe.faces[0].quality.preparation == "given_aligned" and probe.identity == "angelina"
 
 
 def test_a_photo_without_a_detectable_face_is_evaluated_whole(shared_pipeline, tmp_path):

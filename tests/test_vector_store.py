@@ -145,11 +145,11 @@ def test_doctor_finds_a_disagreement_and_repairs_it(make_home):
     if home.settings.vectors == "faiss":  # Milvus has the delete already; FAISS writes it, unverified
         home.index.save(index, verify=False)
     report = doctor(home)
-    index_problems = [p for p in report["problems"] if p["check"] not in ("crops",)]  # no crops: vectors only here
-    assert index_problems and not report["ok"]
+    index_problems = [p for p in report.problems if p.check not in ("crops",)]  # no crops: vectors only here
+    assert index_problems and not report.ok
     fixed = doctor(home, fix=True)
-    assert "index rebuilt from the registry" in fixed["fixed"]
-    assert [p for p in fixed["remaining"] if p["check"] != "crops"] == []
+    assert "index rebuilt from the registry" in fixed.fixed
+    assert [p for p in fixed.remaining if p.check != "crops"] == []
     assert np.array_equal(home.index.open().index.ids(), np.array(sorted(ids)))
 
 
@@ -169,8 +169,8 @@ def test_a_commit_the_store_never_saw_is_behind_not_damage(make_home):
     _, found = home.index.check_manifest()
     assert [p["check"] for p in found] == [BEHIND]
     report = doctor(home)
-    assert [p for p in report["problems"] if p["check"] != "crops"] == []  # (no crops: vectors only here)
-    assert [n["check"] for n in report["notes"]] == [BEHIND]
+    assert [p for p in report.problems if p.check != "crops"] == []  # (no crops: vectors only here)
+    assert [n.check for n in report.notes] == [BEHIND]
     assert len(home.index.open().index.ids()) == 5  # caught up on open
     assert home.index.check_manifest()[1] == []
 
@@ -182,14 +182,14 @@ def test_template_owners_follow_renames_and_deletes_made_elsewhere(make_home):
     a, b = make_home("a"), make_home("b")
     v = unit(6, 10)
     ids = enroll(a, "alice", v[:3]) + enroll(a, "bob", v[3:])
-    top = rank(a, a.index.open(), v[0], 2)
-    assert [c["name"] for c in top] == ["alice", "bob"] and top[0]["template_id"] == ids[0]
+    top = rank(a, a.index.open(), v[0], 2, 0.0)
+    assert [c.name for c in top] == ["alice", "bob"] and top[0].template_id == ids[0]
     b.registry.rename("alice", "carol")
-    assert [c["name"] for c in rank(a, a.index.open(), v[0], 2)] == ["carol", "bob"]
+    assert [c.name for c in rank(a, a.index.open(), v[0], 2, 0.0)] == ["carol", "bob"]
     agreed = b.index.agreed_ids()
     b.registry.delete_identity("bob")
     b.index.delete_vectors(agreed)
-    assert [c["name"] for c in rank(a, a.index.open(), v[3], 2)] == ["carol"]
+    assert [c.name for c in rank(a, a.index.open(), v[3], 2, 0.0)] == ["carol"]
 
 
 def test_ranking_widens_past_one_identitys_many_templates(make_home):
@@ -205,8 +205,8 @@ def test_ranking_widens_past_one_identitys_many_templates(make_home):
     far /= np.linalg.norm(far, axis=1, keepdims=True)
     alice = enroll(home, "alice", near)
     (bob,) = enroll(home, "bob", far)
-    top = rank(home, home.index.open(), q, 2)
-    assert [c["name"] for c in top] == ["alice", "bob"]
+    top = rank(home, home.index.open(), q, 2, 0.0)
+    assert [c.name for c in top] == ["alice", "bob"]
     best = int(np.argmax(near @ q))
-    assert top[0]["template_id"] == alice[best] and top[0]["score"] == pytest.approx(float(near[best] @ q), abs=1e-5)
-    assert top[1]["template_id"] == bob and top[1]["score"] < min(near @ q)
+    assert top[0].template_id == alice[best] and top[0].score == pytest.approx(float(near[best] @ q), abs=1e-5)
+    assert top[1].template_id == bob and top[1].score < min(near @ q)

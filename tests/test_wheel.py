@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import site
 import subprocess
 import sys
 import zipfile
@@ -32,9 +33,19 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
             "idsvc/migrations/versions/0001_initial.py", "idsvc/models/idsvc-default.pt",
             "idsvc/models/idsvc-facenet.pt", "idsvc/models/idsvc-sface.pt", "cli/main.py",
             "idsvc/models/facenet-keras-0e687949230c.int8.json"} <= names  # the int8 path's ranges
+    modules = {str(f.relative_to(ROOT)) for f in (ROOT / "idsvc").rglob("*.py") if "__pycache__" not in f.parts}
+    assert modules - names == set()  # every module of every layer's folder, so every subpackage is listed
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
     py = venv / "bin" / "python"
+    # The dependencies come from the running environment. --system-site-packages shows the *base* interpreter's
+    # packages, which are not these when the tests run inside a virtual environment: name this environment's
+    # site-packages in a .pth file (plain paths: .pth files in them, such as the checkout's editable install, are not
+    # read, so `import idsvc` finds the wheel's copy).
+    here = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    there = subprocess.run([str(py), "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    (Path(there) / "_running_environment.pth").write_text("\n".join(here) + "\n")
     subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, timeout=600)
     away = tmp_path / "elsewhere"
     away.mkdir()

@@ -3,42 +3,39 @@ its item while the rest go on. Detect, embed, bulk enroll (a person folder per p
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 
 from idsvc.api import metrics
 from idsvc.api.deps import call, image
 from idsvc.api.params import Aligned, AllFaces, Photos, Reader, Threshold, TopK, Writer
 from idsvc.api.problems import AUTHED, COMMON, responses
-from idsvc.api.schemas import BatchSearchResult, BulkEnrollResult, DetectResult, EmbedResult
-from idsvc.jobs import batch
+from idsvc.results import BatchSearchResult, BatchSummary, BulkEnrollResult, DetectResult, EmbedResult
 
 router = APIRouter(prefix="/v1", tags=["batch"])
 
 
 @router.post("/detect", response_model=DetectResult, responses=responses(*COMMON, *AUTHED, 413))
-async def detect(request: Request, files: Photos, _: Reader) -> dict[str, Any]:
+async def detect(request: Request, files: Photos, _: Reader) -> DetectResult:
     """Every face of each photo: box, five landmarks, detection probability, quality and the quality gate's
     reasons (no encoder runs)."""
     imgs = [await image(f) for f in files]
-    return await call(request, lambda s: s.detect_uploads(imgs))
+    return await call(request, lambda s: s.detect(imgs))
 
 
 @router.post("/embed", response_model=EmbedResult, responses=responses(*COMMON, *AUTHED, 413))
-async def embed(request: Request, files: Photos, _: Reader, aligned: Aligned = False) -> dict[str, Any]:
+async def embed(request: Request, files: Photos, _: Reader, aligned: Aligned = False) -> EmbedResult:
     """The embedding of each photo's main face, exactly as search computes it, with its model version."""
     imgs = [await image(f) for f in files]
-    return {"embeddings": await call(request, lambda s: list(s.embed_each(imgs, aligned=aligned)))}
+    return EmbedResult(embeddings=await call(request, lambda s: list(s.embed(imgs, aligned=aligned))))
 
 
 @router.post("/enroll", response_model=BulkEnrollResult, responses=responses(*COMMON, *AUTHED, 413))
-async def enroll_each(request: Request, files: Photos, _: Writer, aligned: Aligned = False) -> dict[str, Any]:
+async def enroll_each(request: Request, files: Photos, _: Writer, aligned: Aligned = False) -> BulkEnrollResult:
     """Enroll many identities at once (``idsvc enroll --each``): name each file ``PERSON/PHOTO.jpg`` (a browser
     uploading a folder of people folders does). A file without a valid person folder is rejected in ``unnamed``."""
     imgs = [await image(f) for f in files]
-    result = await call(request, lambda s: s.enroll_each_bytes(imgs, aligned=aligned))
-    for each in result["identities"]:
+    result = await call(request, lambda s: s.enroll_each(imgs, aligned=aligned, atomic=True))
+    for each in result.identities:
         metrics.enrolled(each)
     return result
 
@@ -46,12 +43,12 @@ async def enroll_each(request: Request, files: Photos, _: Writer, aligned: Align
 @router.post("/search/batch", response_model=BatchSearchResult,
              responses=responses(*COMMON, *AUTHED, 409, 413))
 async def search_many(request: Request, files: Photos, _: Reader, top_k: TopK = 5, all_faces: AllFaces = False,
-                      threshold: Threshold = None, aligned: Aligned = False) -> dict[str, Any]:
+                      threshold: Threshold = None, aligned: Aligned = False) -> BatchSearchResult:
     """Search each photo (``idsvc search`` with many photos): one result or error per photo, in order, and a
     summary whose ``exit_code`` is what the CLI would exit with."""
     imgs = [await image(f) for f in files]
-    results = await call(request, lambda s: list(s.search_each(imgs, top_k=top_k, threshold=threshold,
-                                                               all_faces=all_faces, aligned=aligned)))
+    results = await call(request, lambda s: list(s.search(imgs, top_k=top_k, threshold=threshold,
+                                                          all_faces=all_faces, aligned=aligned)))
     for r in results:
         metrics.searched(r)
-    return {"results": results, "summary": batch.summary(results, batch.identified)}
+    return BatchSearchResult(results=results, summary=BatchSummary.of(results))

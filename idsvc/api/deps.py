@@ -9,7 +9,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from fastapi import Depends, Request, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -18,6 +18,7 @@ from idsvc import cancel
 from idsvc.api.limits import RateLimiter
 from idsvc.cancel import Cancellation, checkpoint
 from idsvc.jobs.keys import require_scope
+from idsvc.results import Caller
 from idsvc.service import Service
 from idsvc.settings import Settings
 
@@ -43,16 +44,16 @@ bearer = HTTPBearer(scheme_name="apiKey", bearerFormat="idsvc API key",
                     auto_error=False)
 
 
-def scope(needed: str) -> Callable[..., dict[str, Any]]:
+def scope(needed: str) -> Callable[..., Caller]:
     """A dependency: the caller's key, which must exist, be unrevoked, have ``needed`` scope and be under its rate.
     ``KeyGate`` has already looked the key up for every /v1 route; ``creds`` declares the scheme in the spec."""
 
-    def dep(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> dict[str, Any]:
+    def dep(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
         st = state(request)
         key = getattr(request.state, "api_key", None) or st.service.authenticate(
             creds.credentials if creds else None, needed)
         require_scope(key, needed)
-        st.limiter.check(key["name"])
+        st.limiter.check(key.name)
         return key
 
     return dep

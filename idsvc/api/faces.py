@@ -2,42 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 
 from idsvc.api import metrics
 from idsvc.api.deps import call, image
 from idsvc.api.params import Aligned, AllFaces, IdentityName, Photo, Reader, Threshold, TopK
 from idsvc.api.problems import AUTHED, COMMON, UPLOADS, responses
-from idsvc.api.schemas import SearchResult, VerifyIdentityResult, VerifyResult
+from idsvc.results import SearchResult, VerifyIdentityResult, VerifyResult
 
 router = APIRouter(prefix="/v1", tags=["faces"])
 
 
 @router.post("/search", response_model=SearchResult, responses=responses(*COMMON, *AUTHED, *UPLOADS, 409))
 async def search(request: Request, file: Photo, _: Reader, top_k: TopK = 5, all_faces: AllFaces = False,
-                 threshold: Threshold = None, aligned: Aligned = False) -> dict[str, Any]:
+                 threshold: Threshold = None, aligned: Aligned = False) -> SearchResult:
     """Who is this? The enrolled identities closest to the photo's main face (or to every face)."""
     img = await image(file)
-    result = await call(request, lambda s: s.search(img, top_k=top_k, all_faces=all_faces, threshold=threshold,
-                                                    aligned=aligned))
+    result = await call(request, lambda s: s.search([img], top_k=top_k, all_faces=all_faces, threshold=threshold,
+                                                    aligned=aligned).one().result())
     metrics.searched(result)
     return result
 
 
 @router.post("/verify", response_model=VerifyResult, responses=responses(*COMMON, *AUTHED, *UPLOADS, 409))
 async def verify(request: Request, a: Photo, b: Photo, _: Reader, threshold: Threshold = None,
-                 aligned: Aligned = False) -> dict[str, Any]:
+                 aligned: Aligned = False) -> VerifyResult:
     """Are the main faces of two photos the same person?"""
     ia, ib = await image(a), await image(b)
-    return await call(request, lambda s: s.verify(ia, ib, threshold=threshold, aligned=aligned))
+    return await call(request, lambda s: s.verify([(ia, ib)], threshold=threshold, aligned=aligned).one().result())
 
 
 @router.post("/identities/{name}/verify", response_model=VerifyIdentityResult,
              responses=responses(*COMMON, *AUTHED, *UPLOADS, 404, 409))
 async def verify_identity(request: Request, name: IdentityName, file: Photo, _: Reader, threshold: Threshold = None,
-                          aligned: Aligned = False) -> dict[str, Any]:
+                          aligned: Aligned = False) -> VerifyIdentityResult:
     """Is this photo's main face the enrolled identity ``name``?"""
     img = await image(file)
     return await call(request, lambda s: s.verify_identity(img, name, threshold=threshold, aligned=aligned))

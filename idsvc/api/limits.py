@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from idsvc.api.problems import problem
 from idsvc.errors import IdsvcError
+from idsvc.results import Caller
 
 
 class BodyLimit:
@@ -77,7 +78,7 @@ class KeyGate:
     not a guess and always gets its 401 (which costs no lookup). The key's record is left in the
     request state, where the route's own dependency checks its scope and rate without looking it up again."""
 
-    def __init__(self, app: ASGIApp, authenticate: Callable[[str | None], dict[str, Any]],
+    def __init__(self, app: ASGIApp, authenticate: Callable[[str | None], Caller],
                  failures: RateLimiter | None = None) -> None:
         self.app, self.authenticate, self.failures = app, authenticate, failures
 

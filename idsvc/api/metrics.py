@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from idsvc.results import EnrollResult, Item, Result
 from idsvc.service import Service
 
 REQUESTS = Counter("idsvc_http_requests", "HTTP requests answered", ["route", "method", "status"])
@@ -27,13 +27,16 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 SEARCHES = Counter("idsvc_searches", "Photos searched, by outcome (match, unknown, error)", ["outcome"])
 
 
-def enrolled(result: dict[str, Any]) -> None:
-    for outcome in ("accepted", "rejected", "skipped"):
-        ENROLLED.labels(outcome).inc(len(result[outcome]))
+def enrolled(result: EnrollResult) -> None:
+    for outcome, photos in (("accepted", result.accepted), ("rejected", result.rejected),
+                            ("skipped", result.skipped)):
+        ENROLLED.labels(outcome).inc(len(photos))
 
 
-def searched(result: dict[str, Any]) -> None:
-    SEARCHES.labels("error" if "error" in result else "match" if result.get("identity") else "unknown").inc()
+def searched(result: Result) -> None:
+    """One photo searched: a match, unknown, or an error (a batch item that failed)."""
+    failed = isinstance(result, Item) and result.failed is not None
+    SEARCHES.labels("error" if failed else "match" if getattr(result, "identity", None) else "unknown").inc()
 
 
 class HomeCollector(Collector):
@@ -44,15 +47,12 @@ class HomeCollector(Collector):
         self.service = service
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        home = self.service.home
-        counts = home.registry.counts()
-        manifest, problems = home.index.check_manifest()
-        yield GaugeMetricFamily("idsvc_identities", "Enrolled identities", value=counts["identities"])
-        yield GaugeMetricFamily("idsvc_templates", "Stored templates (all model versions)", value=counts["templates"])
-        yield GaugeMetricFamily("idsvc_index_vectors", "Vectors in the saved index", value=(manifest or {}).get(
-            "count", 0))
+        st = self.service.status(server_paths=False)
+        yield GaugeMetricFamily("idsvc_identities", "Enrolled identities", value=st.identities)
+        yield GaugeMetricFamily("idsvc_templates", "Stored templates (all model versions)", value=st.templates)
+        yield GaugeMetricFamily("idsvc_index_vectors", "Vectors in the saved index", value=st.index.vectors)
         yield GaugeMetricFamily("idsvc_index_in_agreement", "1 when the index agrees with the registry",
-                                value=0 if problems else 1)
+                                value=1 if st.index.in_agreement else 0)
 
 
 def exposition(service: Service) -> tuple[bytes, str]:

@@ -12,6 +12,7 @@ from pydantic import BeforeValidator
 
 from idsvc.api.deps import scope
 from idsvc.jobs.identities import NAME_PATTERN
+from idsvc.results import Caller
 
 #: Photos per request on the batch routes (the body limit, ``IDSVC_API_MAX_BODY_BYTES``, also applies).
 MAX_FILES = 100
@@ -44,6 +45,6 @@ IdentityName = Annotated[str, Path(pattern=NAME_PATTERN, min_length=1, max_lengt
 TemplateId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 #: The caller's key, by the scope a route needs.
-Reader = Annotated[dict, Depends(scope("read"))]
-Writer = Annotated[dict, Depends(scope("write"))]
-Admin = Annotated[dict, Depends(scope("admin"))]
+Reader = Annotated[Caller, Depends(scope("read"))]
+Writer = Annotated[Caller, Depends(scope("write"))]
+Admin = Annotated[Caller, Depends(scope("admin"))]

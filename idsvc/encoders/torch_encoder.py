@@ -44,7 +44,7 @@ class Encoder(CardProperties):
     device: torch.device
     path: Path | None = None
     batch_size: int = 32
-    runtime: Any = None  # the same network under ONNX Runtime, on the CPU (``cpu_runtime.accelerate``)
+    runtime: Any = None  # the same network under ONNX Runtime, on the CPU (``encoders.load.accelerate``)
     numerics: str = "float32"  # "int8" when ``runtime`` is the quantized network (``idsvc.encoders.int8``)
 
     def embed(self, crops: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:

@@ -10,6 +10,7 @@ import hashlib
 import io
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -162,6 +163,24 @@ def check_one_person(paths: list[str]) -> None:
                 raise IdsvcError("invalid_argument", f"{p} holds photos in {len(people)} sub-folders ({shown}): use "
                                  f"`idsvc enroll --each {p}` for one identity per sub-folder, or --recursive if they "
                                  "are all one person", path=str(p), folders=list(people))
+
+
+def gather(images: Sequence[ImageInput], *, keep_missing: bool = False) -> list[ImageInput]:
+    """The photos a request names, checked before any model loads: an upload as it is; a path expanded (a file, a
+    folder searched recursively, a glob), in a stable order without duplicates. Raises ``invalid_argument`` (no
+    photos at all) and ``file_not_found`` for a path that matches nothing — unless ``keep_missing`` (enroll), where
+    such a path stays in the list and is rejected on its own when it is read."""
+    expand = expand_paths if keep_missing else existing_files
+    paths = [str(i) for i in images if not isinstance(i, tuple)]
+    if len(paths) == len(images):
+        out: list[ImageInput] = list(expand(paths)) if paths else []
+    else:
+        out = []
+        for image in images:
+            out += [image] if isinstance(image, tuple) else expand([str(image)])
+    if not out:
+        raise IdsvcError("invalid_argument", "no images given")
+    return out
 
 
 def existing_files(paths: list[str]) -> list[Path]:

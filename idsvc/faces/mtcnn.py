@@ -162,8 +162,8 @@ def cpu_networks(mtcnn: Any, cache_dir: Path) -> tuple[Net, Net, Net]:
     Why the first too, at no gain in speed: ONNX Runtime computes each photo of a batch exactly as it computes that
     photo alone, while PyTorch's convolutions round differently at some batch sizes (1e-7, which moves a landmark by
     1e-5 px and can turn one pixel of the aligned crop). So a photo detected in a batch gives the bit-identical crop
-    it gives alone, which the int8 encoder (``idsvc.encoders.int8``), sensitive to one pixel, needs for batched enroll to give
-    the one-photo templates (tested)."""
+    it gives alone, which the int8 encoder (``idsvc.encoders.int8``), sensitive to one pixel, needs for batched
+    enroll to give the one-photo templates (tested)."""
     return (_on_runtime(mtcnn.pnet, "pnet", (2, 3, 40, 40), {0: "n", 2: "h", 3: "w"}, cache_dir),
             _on_runtime(mtcnn.rnet, "rnet", (2, 3, 24, 24), {0: "n"}, cache_dir),
             _on_runtime(mtcnn.onet, "onet", (2, 3, 48, 48), {0: "n"}, cache_dir))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from idsvc import results
 from idsvc.faces.align import Aligned
 from idsvc.faces.detect import Face
 
@@ -28,6 +29,10 @@ class Quality:
         s = min(1.0, self.face_px / 112.0) * self.det_prob
         s *= min(1.0, self.sharpness / 100.0) ** 0.5
         return float(s * max(0.0, 1.0 - self.yaw))
+
+    def report(self) -> results.Quality:
+        """The quality as results report it (rounded, with its score)."""
+        return results.Quality.model_validate(self.as_dict())
 
     def as_dict(self) -> dict[str, float | str]:
         return {"face_px": round(self.face_px, 1), "det_prob": round(self.det_prob, 4),

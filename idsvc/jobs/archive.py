@@ -27,6 +27,7 @@ from idsvc.crash import crash_point
 from idsvc.errors import IdsvcError
 from idsvc.home import Home
 from idsvc.jobs.identities import check_name
+from idsvc.results import Exported, Imported
 
 log = logging.getLogger(__name__)
 FORMAT = "idsvc-archive/1"
@@ -37,7 +38,7 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.datetime) else value
 
 
-def export_home(home: Home, out: Path) -> dict[str, Any]:
+def export_home(home: Home, out: Path) -> Exported:
     """Write the archive atomically (a temporary file renamed into place). Raises ``invalid_argument`` when ``out``
     cannot be written."""
     idents, temps, thrs = home.registry.export_rows()
@@ -71,7 +72,7 @@ def export_home(home: Home, out: Path) -> dict[str, Any]:
         os.replace(tmp, out)
     except OSError as exc:
         raise IdsvcError("invalid_argument", f"cannot write {out}: {exc.strerror}") from None
-    return {"path": str(out), **{k: v for k, v in manifest.items() if k != "sha256"}}
+    return Exported.model_validate({"path": str(out), **{k: v for k, v in manifest.items() if k != "sha256"}})
 
 
 def read_archive(src: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -95,7 +96,7 @@ def read_archive(src: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     return manifest, members
 
 
-def import_archive(home: Home, src: Path, *, reembed: bool = False) -> dict[str, Any]:
+def import_archive(home: Home, src: Path, *, reembed: bool = False) -> Imported:
     """Add an archive's identities, templates, crops and thresholds to this home (under the write lock), then
     rebuild the index. Raises ``archive_invalid``, ``model_mismatch``, ``crop_missing``, ``identity_exists``,
     ``already_enrolled``."""
@@ -127,9 +128,9 @@ def import_archive(home: Home, src: Path, *, reembed: bool = False) -> dict[str,
         home.index.save(home.index.build())
     log.info("imported %d identities, %d templates from %s in %.2f s", len(idents), len(new_ids), src,
              time.perf_counter() - t0)
-    return {"path": str(src), "identities": len(idents), "templates": len(new_ids), "thresholds": len(thrs),
-            "re_embedded": sum(1 for r in temps if r.get("re_embedded")), "model_version": version,
-            "archive_model_versions": manifest.get("model_versions", [])}
+    return Imported(path=str(src), identities=len(idents), templates=len(new_ids), thresholds=len(thrs),
+                    re_embedded=sum(1 for r in temps if r.get("re_embedded")), model_version=version,
+                    archive_model_versions=manifest.get("model_versions", []))
 
 
 def _reembed(home: Home, rows: list[dict[str, Any]], members: dict[str, bytes], src: Path) -> None:

@@ -20,6 +20,7 @@ from idsvc.measurement.far import DEFAULT_CONFIDENCE, choose, verification_calib
 from idsvc.measurement.open_set import open_set
 from idsvc.measurement.pairs import PairSet, data_hash, folder_pairs, read_pairs
 from idsvc.measurement.verification import rates
+from idsvc.results import Calibration
 from idsvc.storage.embedding_cache import EmbeddingCache
 
 log = logging.getLogger(__name__)
@@ -64,9 +65,10 @@ def pair_set(req: CalibrationRequest) -> PairSet:
 
 
 def run_calibration(home: Home, req: CalibrationRequest,
-                    progress: Callable[..., None] | None = None) -> dict[str, Any]:
+                    progress: Callable[..., None] | None = None) -> Calibration:
     """ROC, EER, best accuracy and FAR thresholds (chosen on nine folds, measured on the tenth), open-set rates for
-    folders; the chosen threshold is stored for the active model version with ``save``."""
+    folders; the chosen threshold is stored for the active model version with ``save``. The figures come from
+    ``idsvc.measurement`` as plain numbers and are checked into their shape (``Calibration``) here."""
     req.check()
     pairset = pair_set(req)
     labels = np.array([p.same for p in pairset.pairs], dtype=bool)
@@ -102,14 +104,15 @@ def run_calibration(home: Home, req: CalibrationRequest,
                           | {r["threshold"] for r in measured["far_thresholds"] if r.get("supported")})
         result["open_set"] = open_set(emb, pairset.identities, thr_list, seed=req.seed)
     if req.save:
-        result["saved"] = home.registry.save_threshold(
+        saved = home.registry.save_threshold(
             model.version, threshold, point["mode"], point["target_far"], result["data_sha256"],
             measured["genuine"], measured["impostor"],
             {"data": str(req.data), "tar": tar, "far": far, "auc": measured["auc"], "eer": measured["eer"]})
+        result["saved"] = saved.document()
         log.info("stored threshold %.4f for %s", threshold, model.version)
     if req.report_dir is not None:
         from idsvc.measurement.report import write_calibration_report
 
         result["report"] = write_calibration_report(req.report_dir, result, pairs, scores, labels,
                                                     lambda paths: model.pipeline.eval_crops(paths)[0])
-    return result
+    return Calibration.model_validate(result)

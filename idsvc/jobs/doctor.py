@@ -24,6 +24,7 @@ from idsvc.errors import IdsvcError
 from idsvc.home import Home
 from idsvc.jobs.stored_crops import crop_for, save_crops, stored_landmarks
 from idsvc.jobs.upgrade import TEMPLATE_COLUMNS
+from idsvc.results import DoctorReport, Finding, Leftover
 from idsvc.storage.vectors import BEHIND, Problem
 
 log = logging.getLogger(__name__)
@@ -70,13 +71,12 @@ def leftovers(home: Home) -> list[dict[str, Any]]:
     return found
 
 
-def doctor(home: Home, *, fix: bool = False) -> dict[str, Any]:
+def doctor(home: Home, *, fix: bool = False) -> DoctorReport:
     problems, lost, notes = find_problems(home)
     extra = leftovers(home)
     fixed: list[str] = []
     if not (fix and (problems or extra)):
-        return {"problems": problems, "notes": notes, "leftovers": extra, "fixed": fixed, "remaining": problems,
-                "ok": not problems}
+        return _report(problems, notes, extra, fixed, problems)
     with home.lock.hold():
         for r in lost:
             try:
@@ -94,8 +94,14 @@ def doctor(home: Home, *, fix: bool = False) -> dict[str, Any]:
             fixed.append(f"{swept} leftover files or folders removed")
     log.info("doctor fixed: %s", "; ".join(fixed) or "nothing")
     remaining, _, notes = find_problems(home)
-    return {"problems": problems, "notes": notes, "leftovers": leftovers(home), "fixed": fixed,
-            "remaining": remaining, "ok": not remaining}
+    return _report(problems, notes, leftovers(home), fixed, remaining)
+
+
+def _report(problems: list[Problem], notes: list[Problem], extra: list[dict[str, Any]], fixed: list[str],
+            remaining: list[Problem]) -> DoctorReport:
+    return DoctorReport(problems=[Finding(**p) for p in problems], notes=[Finding(**n) for n in notes],
+                        leftovers=[Leftover(**x) for x in extra], fixed=fixed,
+                        remaining=[Finding(**p) for p in remaining], ok=not remaining)
 
 
 def _sweep(items: list[dict[str, Any]]) -> int:

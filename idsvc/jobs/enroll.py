@@ -2,9 +2,10 @@
 index.
 
 Bad photos are reported one by one and never half-stored; the others are committed in batches of ``COMMIT_EVERY``, so
-a killed run keeps what it finished and a re-run skips images already stored (same sha256). Photos are detected in
-groups (same-shape photos share MTCNN passes) and embedded in one pass per batch, across identities when several are
-enrolled at once; the index is saved once per call.
+a killed run keeps what it finished and a re-run skips images already stored (same sha256) — or, ``atomic`` (an HTTP
+request), in one transaction. Photos are detected in groups (same-shape photos share MTCNN passes) and embedded in one
+pass per batch, across identities when several are enrolled at once; the index is saved once per call. Paths and
+uploads are enrolled alike: ``enroll`` into one named identity, ``enroll_each`` one identity per person folder.
 """
 
 from __future__ import annotations
@@ -14,24 +15,26 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from idsvc.cancel import commit
 from idsvc.crash import crash_point
 from idsvc.errors import IdsvcError, from_os_error
-from idsvc.faces.images import LoadedImage
+from idsvc.faces.images import ImageInput, LoadedImage, check_one_person, gather, people_folders, source_name
 from idsvc.home import Home
 from idsvc.jobs.identities import check_name
 from idsvc.jobs.stored_crops import save_crops, stored_landmarks
+from idsvc.results import Accepted, BulkEnrollResult, EnrollResult, Rejected, Skipped
 
 if TYPE_CHECKING:
     from idsvc.faces.reader import FaceCrop  # a type only: importing the pipeline would load torch for every command
 
 log = logging.getLogger(__name__)
 COMMIT_EVERY = 16  # images per registry transaction: progress survives a kill
-Progress = Callable[[int], None]
+Progress = Callable[..., None]  # progress(n, total=None)
 #: (source name for messages, a function that loads the image): paths for the CLI, bytes for the API.
 Item = tuple[str, Callable[[], LoadedImage]]
 
@@ -49,13 +52,14 @@ class _Result:
 
     name: str
     existed: bool
-    accepted: list[dict[str, Any]] = field(default_factory=list)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[dict[str, Any]] = field(default_factory=list)
+    accepted: list[Accepted] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
-    def as_dict(self, version: str) -> dict[str, Any]:
-        return {"identity": self.name, "created": bool(self.accepted) and not self.existed, "model_version": version,
-                "accepted": self.accepted, "rejected": self.rejected, "skipped": self.skipped}
+    def result(self, version: str) -> EnrollResult:
+        return EnrollResult(identity=self.name, created=bool(self.accepted) and not self.existed,
+                            model_version=version, accepted=self.accepted, rejected=self.rejected,
+                            skipped=self.skipped)
 
 
 class _Session:
@@ -79,7 +83,7 @@ class _Session:
             if verdict is None:
                 self.waiting.append((name, src, image))
             else:
-                result.skipped.append({"path": src, "reason": verdict})
+                result.skipped.append(Skipped(path=src, reason=verdict))
         except Exception as exc:  # noqa: BLE001 - one photo's unexpected failure costs that photo, not the batch
             result.rejected.append(_rejection(src, exc))
 
@@ -129,8 +133,8 @@ class _Session:
         crash_point("enroll.committed")
         self.index.add(np.array([tid for group in ids for tid in group]), vecs[order])
         for (name, mine), group in zip(rows.items(), ids):
-            self.results[name].accepted += [{"path": self.pending[i][1], "template_id": tid,
-                                             "quality": self.pending[i][3].quality.as_dict()}
+            self.results[name].accepted += [Accepted(path=self.pending[i][1], template_id=tid,
+                                                     quality=self.pending[i][3].quality.report())
                                             for tid, i in zip(group, mine)]
         self.pending.clear()
 
@@ -156,15 +160,15 @@ def _save_crops(home: Home, crops: list[np.ndarray], ids: list[int]) -> dict[int
     return save_crops(home.crops, dict(zip(ids, crops)))
 
 
-def _rejection(src: str, exc: Exception) -> dict[str, Any]:
+def _rejection(src: str, exc: Exception) -> Rejected:
     if not isinstance(exc, IdsvcError):
         log.error("%s: unexpected failure while reading or detecting", src, exc_info=exc)
         exc = from_os_error(exc) or IdsvcError("internal", f"{src}: internal error ({exc.__class__.__name__})")
-    return {"path": src, "code": exc.code, "reason": exc.message}
+    return Rejected(path=src, code=exc.code, reason=exc.message)
 
 
 def enroll_many(home: Home, groups: Sequence[tuple[str, Iterable[Item]]], progress: Progress | None = None, *,
-                aligned: bool = False, commit_every: int | None = COMMIT_EVERY) -> list[dict[str, Any]]:
+                aligned: bool = False, commit_every: int | None = COMMIT_EVERY) -> list[EnrollResult]:
     """Enroll several identities' photos in one call (``enroll --each``, the API's bulk enroll): one write lock, one
     index save, and detection and embedding batched across identities. ``aligned``: each photo is an aligned face
     crop. ``commit_every``: photos per flush (None: one flush for the call, as an HTTP request is all or nothing).
@@ -186,17 +190,72 @@ def enroll_many(home: Home, groups: Sequence[tuple[str, Iterable[Item]]], progre
         session.flush()
         if any(r.accepted for r in session.results.values()):
             home.index.save(session.index)
-    results = [session.results[n].as_dict(home.model.version) for n in dict.fromkeys(names)]
-    into = repr(results[0]["identity"]) if len(results) == 1 else f"{len(results)} identities"
+    results = [session.results[n].result(home.model.version) for n in dict.fromkeys(names)]
+    into = repr(results[0].identity) if len(results) == 1 else f"{len(results)} identities"
     log.info("enrolled %d images into %s (%d rejected, %d skipped) in %.2f s",
-             sum(len(r["accepted"]) for r in results), into, sum(len(r["rejected"]) for r in results),
-             sum(len(r["skipped"]) for r in results), time.perf_counter() - t0)
+             sum(len(r.accepted) for r in results), into, sum(len(r.rejected) for r in results),
+             sum(len(r.skipped) for r in results), time.perf_counter() - t0)
     return results
 
 
-def enroll(home: Home, name: str, items: Iterable[Item], progress: Progress | None = None, *,
-           aligned: bool = False, commit_every: int | None = COMMIT_EVERY) -> dict[str, Any]:
-    """Enroll images into ``name`` (created if new): ``enroll_many`` for one identity."""
-    return enroll_many(home, [(name, items)], progress, aligned=aligned, commit_every=commit_every)[0]
+def enroll(home: Home, name: str, images: Sequence[ImageInput], progress: Progress | None = None, *,
+           aligned: bool = False, recursive: bool = False, atomic: bool = False) -> EnrollResult:
+    """Enroll photos (paths: files, folders, globs; or uploads) into ``name`` (created if new). A folder whose photos
+    sit in several sub-folders is refused unless ``recursive`` says they are all this one person. Everything is
+    checked before any model loads. Raises ``invalid_argument``, ``file_not_found``."""
+    name = check_name(name)
+    if not recursive:
+        check_one_person([str(i) for i in images if not isinstance(i, tuple)])
+    photos = gather(images, keep_missing=True)
+    if progress:
+        progress(0, total=len(photos))
+    pipeline = home.model.pipeline
+    items = ((source_name(p), partial(pipeline.read, p)) for p in photos)
+    return enroll_many(home, [(name, items)], progress, aligned=aligned,
+                       commit_every=None if atomic else COMMIT_EVERY)[0]
+
+
+def enroll_each(home: Home, images: Sequence[ImageInput], progress: Progress | None = None, *,
+                aligned: bool = False, atomic: bool = False) -> BulkEnrollResult:
+    """One identity per person folder, named after it (face_recognition's ``known/<name>/``): a folder's
+    sub-folders (every name checked before anything is stored), or uploads named ``PERSON/PHOTO`` as a browser sends
+    a folder of people folders (one without a valid person folder is rejected in ``unnamed``, the others go on).
+    Raises ``file_not_found``, ``invalid_argument``."""
+    people: dict[str, list[ImageInput]] = {}
+    unnamed: list[Rejected] = []
+    folders = [Path(str(i)) for i in images if not isinstance(i, tuple)]
+    for folder in folders:
+        for name, files in _people(folder).items():
+            people.setdefault(name, []).extend(files)
+    for image in (i for i in images if isinstance(i, tuple)):
+        parts = image[1].replace("\\", "/").split("/")
+        try:
+            people.setdefault(check_name(parts[-2] if len(parts) >= 2 else ""), []).append(image)
+        except IdsvcError:
+            unnamed.append(Rejected(path=image[1], code="invalid_argument", reason=f"{image[1]}: name the file "
+                                    "PERSON/PHOTO (a valid identity name as its folder)"))
+    if progress:
+        progress(0, total=sum(len(files) for files in people.values()))
+    results: list[EnrollResult] = []
+    if people:
+        pipeline = home.model.pipeline
+        groups = [(name, [(source_name(f), partial(pipeline.read, f)) for f in files])
+                  for name, files in people.items()]
+        results = enroll_many(home, groups, progress, aligned=aligned,
+                              commit_every=None if atomic else COMMIT_EVERY)
+    counts = {k: sum(len(getattr(r, k)) for r in results) for k in ("accepted", "rejected", "skipped")}
+    return BulkEnrollResult(**({"folder": str(folders[0])} if len(folders) == 1 else {}), identities=results,
+                            unnamed=unnamed, accepted=counts["accepted"], skipped=counts["skipped"],
+                            rejected=counts["rejected"] + len(unnamed))
+
+
+def _people(folder: Path) -> dict[str, list[Path]]:
+    """A folder's person folders, every name checked. Raises ``file_not_found`` and ``invalid_argument``."""
+    if not folder.is_dir():
+        raise IdsvcError("file_not_found", f"{folder}: no such folder", path=str(folder))
+    people = people_folders(folder)
+    if not people:
+        raise IdsvcError("invalid_argument", f"{folder} has no sub-folders with photos (one per person)")
+    return {check_name(name): files for name, files in people.items()}
 
 

@@ -16,6 +16,7 @@ from idsvc.home import Home
 from idsvc.measurement.far import DEFAULT_CONFIDENCE, threshold_at_far
 from idsvc.measurement.pairs import Pair, read_pairs
 from idsvc.measurement.verification import verification_report
+from idsvc.results import Evaluation
 from idsvc.storage.embedding_cache import EmbeddingCache
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ CARD_FIGURES = ("accuracy", "accuracy_std", "auc", "eer", "tar_at_far_1e-3", "pa
 
 
 def evaluate_pairs_file(home: Home, images: Path, pairs_file: Path, *, progress: Callable[..., None] | None = None,
-                        plot: Path | None = None, write_card: bool = False) -> dict[str, Any]:
+                        plot: Path | None = None, write_card: bool = False) -> Evaluation:
     """10-fold accuracy, AUC, EER, TAR@FAR=1e-3 of the active model on ``pairs_file``.
 
     ``write_card`` records the figures and the FAR=1e-3 threshold (the model's default until a site calibrates its
@@ -57,7 +58,7 @@ def evaluate_pairs_file(home: Home, images: Path, pairs_file: Path, *, progress:
                                  "threshold_note": f"LFW View 2, all 6,000 pairs: FAR ≤ 1e-3 with "
                                                    f"{DEFAULT_CONFIDENCE:.0%} confidence"})
         report["card_threshold"] = thr
-    return report
+    return Evaluation.model_validate(report)
 
 
 def embed_photos(pipeline: Pipeline, paths: list[Path], cache: EmbeddingCache,

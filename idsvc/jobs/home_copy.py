@@ -18,12 +18,15 @@ from typing import Any
 
 from idsvc.errors import IdsvcError
 from idsvc.home import Home
+from idsvc.results import HomeCopied
+from idsvc.settings import VECTORS_PATTERN
+from idsvc.storage.registry import redact
 
 log = logging.getLogger(__name__)
 
 
 def copy_home(source: Home, target: Home, *, batch: int = 200,
-              progress: Callable[..., None] | None = None) -> dict[str, Any]:
+              progress: Callable[..., None] | None = None) -> HomeCopied:
     """Copy ``source`` into ``target`` (see the module docstring). With a target home folder other than the
     source's, crops are copied there; otherwise the target's rows point at the source's crop files."""
     if source.settings.db_url == target.settings.db_url:
@@ -62,20 +65,26 @@ def copy_home(source: Home, target: Home, *, batch: int = 200,
                          + "; ".join(p["problem"] for p in problems))
     counts = target.registry.counts()
     log.info("migrated %d templates in %.1f s", copied, time.perf_counter() - t0)
-    return {"to_db": _redact(target.settings.db_url), "to_vectors": target.settings.vectors,
-            "identities": counts["identities"], "templates": counts["templates"], "copied_now": copied,
-            "copied_rows": small, "vectors": (manifest or {}).get("count", 0),
-            "crops": "copied" if copy_crops else "shared with the source",
-            "seconds": round(time.perf_counter() - t0, 2)}
+    return HomeCopied(to_db=redact(target.settings.db_url), to_vectors=target.settings.vectors,
+                      identities=counts["identities"], templates=counts["templates"], copied_now=copied,
+                      copied_rows=small, vectors=(manifest or {}).get("count", 0),
+                      crops="copied" if copy_crops else "shared with the source",
+                      seconds=round(time.perf_counter() - t0, 2))
 
 
-def _redact(url: str) -> str:
-    from idsvc.storage.registry import redact
+def copy_to(source: Home, to_db: str, to_vectors: str, *, to_home: Path | None = None, batch: int = 200,
+            progress: Callable[..., None] | None = None) -> HomeCopied:
+    """``idsvc migrate``: ``source`` copied to the registry ``to_db`` and the vector store ``to_vectors`` (crops into
+    ``to_home`` when given). Raises ``invalid_argument`` for a vector store that is none of the three kinds."""
+    import re
 
-    return redact(url)
-
-
-def target_home(source: Home, to_db: str, to_vectors: str, to_home: Path | None) -> Home:
+    if not re.fullmatch(VECTORS_PATTERN, to_vectors):
+        raise IdsvcError("invalid_argument", f"--to-vectors {to_vectors!r}: use faiss, milvus:///path/file.db "
+                         "or http://host:19530")
     settings = source.settings.model_copy(update={"db": to_db, "vectors": to_vectors,
                                                    "home": to_home or source.settings.home})
-    return Home(settings)
+    target = Home(settings)
+    try:
+        return copy_home(source, target, batch=batch, progress=progress)
+    finally:
+        target.close()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from idsvc.crash import crash_point
 from idsvc.errors import IdsvcError
+from idsvc.results import DeletedIdentity, DeletedTemplate, Identity, IdentityDetail, IdentityList
 
 if TYPE_CHECKING:
     from idsvc.home import Home
@@ -47,27 +49,38 @@ def name_key(name: str) -> str:
     return unicodedata.normalize("NFC", name)
 
 
+def list_identities(home: Home) -> IdentityList:
+    return IdentityList(identities=home.registry.identities())
 
-def list_identities(home: Home) -> list[dict[str, Any]]:
-    return home.registry.identities()
 
-
-def show_identity(home: Home, name: str) -> dict[str, Any]:
+def show_identity(home: Home, name: str, *, server_paths: bool = True) -> IdentityDetail:
+    """An identity and its templates. Without ``server_paths`` (an API key below admin), each template's source is
+    only its file name and its crop path is withheld: a client has no use for the server's folders."""
     name = name_key(name)
     ident = home.registry.identity(name)
-    ident["template_list"] = home.registry.templates_of(name)
-    return ident
+    templates = home.registry.templates_of(name)
+    if not server_paths:
+        templates = [t.model_copy(update={"source_path": _file_name(t.source_path), "crop_path": None})
+                     for t in templates]
+    return IdentityDetail(**dict(ident), template_list=templates)
 
 
-def rename_identity(home: Home, old: str, new: str) -> dict[str, Any]:
+def _file_name(path: str | None) -> str | None:
+    """A template's source as a client may see it: the file name of a server path, an upload's label as it is."""
+    if path is None or path.startswith("upload:"):
+        return path
+    return Path(path).name
+
+
+def rename_identity(home: Home, old: str, new: str) -> Identity:
     new = check_name(new)
     with home.lock.hold():
         return home.registry.rename(name_key(old), new)
 
 
-def delete_identity(home: Home, name: str) -> dict[str, Any]:
+def delete_identity(home: Home, name: str) -> DeletedIdentity:
     """Delete an identity, its templates and crops; their vectors are tombstoned in the saved index's manifest
-    (no faiss needed, see ``IndexStore.delete_vectors``). Raises ``identity_not_found`` before touching anything."""
+    (no faiss needed, see ``FaissStore.delete_vectors``). Raises ``identity_not_found`` before touching anything."""
     name = name_key(name)
     with home.lock.hold():
         home.registry.identity(name)
@@ -76,14 +89,14 @@ def delete_identity(home: Home, name: str) -> dict[str, Any]:
         crash_point("delete.committed")
         home.index.delete_vectors(agreed)
         home.crops.delete(list(crops))
-    return {"identity": name, "deleted_templates": len(ids)}
+    return DeletedIdentity(identity=name, deleted_templates=len(ids))
 
 
-def delete_template(home: Home, template_id: int) -> dict[str, Any]:
+def delete_template(home: Home, template_id: int) -> DeletedTemplate:
     with home.lock.hold():
         agreed = home.index.agreed_ids()
         crop = home.registry.delete_template(template_id)
         crash_point("delete.committed")
         home.index.delete_vectors(agreed)
         home.crops.delete([crop])
-    return {"deleted_template": template_id}
+    return DeletedTemplate(deleted_template=template_id)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Any
 
 from idsvc.errors import IdsvcError
+from idsvc.results import Caller, KeyList, NewKey, RevokedKey
 from idsvc.storage.registry import Registry
 
 SCOPES = ("read", "write", "admin")  # each includes the ones before it
@@ -17,7 +17,7 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(registry: Registry, name: str, scope: str) -> dict[str, Any]:
+def create_key(registry: Registry, name: str, scope: str) -> NewKey:
     """A new key; the returned ``key`` is the only time the secret exists outside the client.
     Raises ``invalid_argument`` and ``key_exists``."""
     if scope not in SCOPES:
@@ -26,10 +26,20 @@ def create_key(registry: Registry, name: str, scope: str) -> dict[str, Any]:
         raise IdsvcError("invalid_argument", f"invalid key name {name!r} (1-255 printable characters)")
     secret = PREFIX + secrets.token_urlsafe(32)
     key = registry.add_key(name, scope, secret[:10], _digest(secret))
-    return {**key, "key": secret}
+    return NewKey(**dict(key), key=secret)
 
 
-def authenticate(registry: Registry, secret: str | None, needed: str) -> dict[str, Any]:
+def list_keys(registry: Registry) -> KeyList:
+    return KeyList(keys=registry.keys())
+
+
+def revoke_key(registry: Registry, name: str) -> RevokedKey:
+    """Revoke a key at once. Raises ``key_not_found``."""
+    registry.revoke_key(name)
+    return RevokedKey(revoked=name)
+
+
+def authenticate(registry: Registry, secret: str | None, needed: str) -> Caller:
     """The key's record if it exists, is not revoked and has at least scope ``needed``. The lookup is by the
     secret's sha256, so no secret is ever compared character by character.
     Raises ``unauthorized`` or ``forbidden``."""
@@ -41,9 +51,9 @@ def authenticate(registry: Registry, secret: str | None, needed: str) -> dict[st
     return require_scope(key, needed)
 
 
-def require_scope(key: dict[str, Any], needed: str) -> dict[str, Any]:
-    """``key`` (a record ``authenticate`` returned) if its scope includes ``needed``. Raises ``forbidden``."""
-    if SCOPES.index(key["scope"]) < SCOPES.index(needed):
-        raise IdsvcError("forbidden", f"this key has scope {key['scope']!r}; {needed!r} is needed",
-                         scope=key["scope"], needed=needed)
+def require_scope(key: Caller, needed: str) -> Caller:
+    """``key`` (what ``authenticate`` returned) if its scope includes ``needed``. Raises ``forbidden``."""
+    if SCOPES.index(key.scope) < SCOPES.index(needed):
+        raise IdsvcError("forbidden", f"this key has scope {key.scope!r}; {needed!r} is needed",
+                         scope=key.scope, needed=needed)
     return key

@@ -25,7 +25,7 @@ def resolve_threshold(home: Home, override: float | None = None) -> tuple[float,
         return float(home.settings.threshold), "settings"
     stored = home.registry.threshold(home.model.version)
     if stored is not None:
-        return float(stored["value"]), "calibrated"
+        return float(stored.value), "calibrated"
     card_threshold = home.model.card.get("threshold")
     if card_threshold is not None:
         return float(card_threshold), "model_card"

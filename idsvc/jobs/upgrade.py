@@ -10,19 +10,19 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from idsvc.crash import crash_point
 from idsvc.home import Home
 from idsvc.jobs.stored_crops import crop_for
+from idsvc.results import Reindexed, Upgrade
 
 log = logging.getLogger(__name__)
 TEMPLATE_COLUMNS = ["id", "crop_path", "crop_landmarks", "source_path", "image_sha256", "model_version"]
 
 
-def upgrade_model(home: Home, path: Path, progress: Callable[..., None] | None = None) -> dict[str, Any]:
+def upgrade_model(home: Home, path: Path, progress: Callable[..., None] | None = None) -> Upgrade:
     """Re-embed with the checkpoint at ``path`` and make it the home's active model. Call under the write lock.
     Raises ``crop_missing`` for a template whose crop and source photo are both gone."""
     from idsvc.encoders.load import load_model
@@ -53,21 +53,19 @@ def upgrade_model(home: Home, path: Path, progress: Callable[..., None] | None =
     home.index.forget()
     log.info("switched %d templates from %s to %s (%d re-embedded, %d resumed) in %.2f s", moved, old_versions,
              new.version, len(todo), len(done), time.perf_counter() - t0)
-    return {"from": old_versions, "to": new.version, "templates": moved, "re_embedded": len(todo),
-            "resumed_from": len(done), "already_on_new_version": len(already), "model_path": str(path)}
+    return Upgrade.model_validate({"from": old_versions, "to": new.version, "templates": moved,
+                                   "re_embedded": len(todo), "resumed_from": len(done),
+                                   "already_on_new_version": len(already), "model_path": str(path)})
 
 
 def reindex(home: Home, *, kind: str | None = None, model: Path | None = None,
-            progress: Callable[..., None] | None = None) -> dict[str, Any]:
+            progress: Callable[..., None] | None = None) -> Reindexed:
     """Rebuild the index from the registry into a new file and swap it in; readers keep the old one until then.
     With ``model``, first upgrade every template to that checkpoint. A writer already running makes this ``busy``."""
     t0 = time.perf_counter()
     with home.lock.hold(timeout=0):
-        result: dict[str, Any] = {}
-        if model is not None:
-            result["upgrade"] = upgrade_model(home, Path(model), progress)
+        upgrade = upgrade_model(home, Path(model), progress) if model is not None else None
         index = home.index.build(kind)
         home.index.save(index)
-        result.update({"model_version": home.model.version, "kind": index.kind, "vectors": index.ntotal,
-                       "seconds": round(time.perf_counter() - t0, 3)})
-        return result
+        return Reindexed(**({"upgrade": upgrade} if upgrade is not None else {}), model_version=home.model.version,
+                         kind=index.kind, vectors=index.ntotal, seconds=round(time.perf_counter() - t0, 3))

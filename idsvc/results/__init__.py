@@ -1,0 +1,82 @@
+"""Every result idsvc gives, one typed shape each: ``Service`` returns them, the API declares them as its response
+models (so the OpenAPI document is generated from them) and the CLI writes them with ``--json`` — a field is named
+once, here. ``base`` holds what all share (the model base, batch items and their errors, the summary); ``faces`` the
+answers about faces; ``gallery`` what is stored; ``operations`` the answers about running a home."""
+
+from idsvc.results.base import (
+    BatchSummary,
+    Each,
+    Item,
+    ItemError,
+    Result,
+    item_of,
+)
+from idsvc.results.faces import (
+    Accepted,
+    BatchSearchResult,
+    BulkEnrollResult,
+    Candidate,
+    DetectedFace,
+    DetectedPhoto,
+    DetectResult,
+    Embedding,
+    EmbeddingRow,
+    EmbeddingsFile,
+    EmbedResult,
+    EnrollResult,
+    Quality,
+    Rejected,
+    SearchAnswer,
+    SearchFace,
+    SearchItem,
+    SearchResult,
+    Skipped,
+    VerifyAnswer,
+    VerifyIdentityResult,
+    VerifyItem,
+    VerifyResult,
+)
+from idsvc.results.gallery import (
+    ApiKey,
+    Caller,
+    DeletedIdentity,
+    DeletedTemplate,
+    Identity,
+    IdentityDetail,
+    IdentityList,
+    KeyList,
+    NewKey,
+    RevokedKey,
+    StoredThreshold,
+    Template,
+    TemplateList,
+    ThresholdList,
+)
+from idsvc.results.operations import (
+    Calibration,
+    DoctorReport,
+    Evaluation,
+    Exported,
+    Finding,
+    HomeCopied,
+    Imported,
+    Leftover,
+    ModelInfo,
+    ModelWritten,
+    Ready,
+    Reindexed,
+    SchemaRevision,
+    Status,
+    StatusIndex,
+    StatusModel,
+    Upgrade,
+)
+
+__all__ = ["Accepted", "ApiKey", "BatchSearchResult", "BatchSummary", "BulkEnrollResult", "Calibration", "Caller",
+    "Candidate", "DeletedIdentity", "DeletedTemplate", "DetectResult", "DetectedFace", "DetectedPhoto",
+    "DoctorReport", "Each", "EmbedResult", "Embedding", "EmbeddingRow", "EmbeddingsFile", "EnrollResult",
+    "Evaluation", "Exported", "Finding", "HomeCopied", "Identity", "IdentityDetail", "IdentityList", "Imported",
+    "Item", "ItemError", "KeyList", "Leftover", "ModelInfo", "ModelWritten", "NewKey", "Quality", "Ready",
+    "Reindexed", "Rejected", "Result", "RevokedKey", "SchemaRevision", "SearchAnswer", "SearchFace", "SearchItem",
+    "SearchResult", "Skipped", "Status", "StatusIndex", "StatusModel", "StoredThreshold", "Template", "TemplateList",
+    "ThresholdList", "Upgrade", "VerifyAnswer", "VerifyIdentityResult", "VerifyItem", "VerifyResult", "item_of"]

@@ -26,6 +26,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from idsvc.crash import crash_point
 from idsvc.errors import IdsvcError
+from idsvc.results import ApiKey, Caller, Identity, StoredThreshold, Template
 from idsvc.settings import packaged
 from idsvc.storage import schema as t
 
@@ -160,28 +161,28 @@ class Registry:
         self.engine.dispose()
 
     # -- identities ---------------------------------------------------------------------------------------------
-    def identity(self, name: str) -> dict[str, Any]:
+    def identity(self, name: str) -> Identity:
         with self.engine.connect() as conn:
             row = conn.execute(select(t.identities).where(t.identities.c.name == name)).mappings().first()
             if row is None:
                 raise IdsvcError("identity_not_found", f"no identity named {name!r}", name=name)
             count = conn.execute(select(func.count()).select_from(t.templates)
                                  .where(t.templates.c.identity_id == row["id"])).scalar_one()
-        return _identity_dict(row, count)
+        return _identity(row, count)
 
     def has_identity(self, name: str) -> bool:
         with self.engine.connect() as conn:
             return conn.execute(select(t.identities.c.id).where(t.identities.c.name == name)).first() is not None
 
-    def identities(self) -> list[dict[str, Any]]:
+    def identities(self) -> list[Identity]:
         counts = (select(t.templates.c.identity_id, func.count().label("n"))
                   .group_by(t.templates.c.identity_id).subquery())
         q = (select(t.identities, func.coalesce(counts.c.n, 0).label("templates"))
              .outerjoin(counts, counts.c.identity_id == t.identities.c.id).order_by(t.identities.c.name))
         with self.engine.connect() as conn:
-            return [_identity_dict(r, r["templates"]) for r in conn.execute(q).mappings()]
+            return [_identity(r, r["templates"]) for r in conn.execute(q).mappings()]
 
-    def rename(self, old: str, new: str) -> dict[str, Any]:
+    def rename(self, old: str, new: str) -> Identity:
         with self.engine.begin() as conn:
             self._identity_id(conn, old)
             try:
@@ -285,13 +286,13 @@ class Registry:
                     values["crop_landmarks"] = json.dumps([[round(x, 2), round(y, 2)] for x, y in landmarks[tid]])
                 conn.execute(update(t.templates).where(t.templates.c.id == tid).values(**values))
 
-    def templates_of(self, name: str) -> list[dict[str, Any]]:
+    def templates_of(self, name: str) -> list[Template]:
         cols = [c for c in t.templates.c if c.name != "embedding"]
         with self.engine.connect() as conn:
             ident = self._identity_id(conn, name)
             rows = conn.execute(select(*cols).where(t.templates.c.identity_id == ident)
                                 .order_by(t.templates.c.id)).mappings().all()
-        return [_template_dict(r) for r in rows]
+        return [_template(r) for r in rows]
 
     def template_rows(self, columns: list[str]) -> list[dict[str, Any]]:
         """Selected columns of every template (for doctor and reindex)."""
@@ -394,7 +395,7 @@ class Registry:
 
     # -- thresholds ---------------------------------------------------------------------------------------------
     def save_threshold(self, model_version: str, value: float, mode: str, target_far: float | None,
-                       data_sha256: str, genuine: int, impostor: int, details: dict[str, Any]) -> dict[str, Any]:
+                       data_sha256: str, genuine: int, impostor: int, details: dict[str, Any]) -> StoredThreshold:
         with self.engine.begin() as conn:
             conn.execute(insert(t.thresholds).values(
                 model_version=model_version, value=value, mode=mode, target_far=target_far, data_sha256=data_sha256,
@@ -404,17 +405,17 @@ class Registry:
             raise IdsvcError("internal", f"threshold for {model_version} was not stored")
         return found
 
-    def threshold(self, model_version: str) -> dict[str, Any] | None:
+    def threshold(self, model_version: str) -> StoredThreshold | None:
         """The latest calibrated threshold for exactly this model version, or None."""
         with self.engine.connect() as conn:
             row = conn.execute(select(t.thresholds).where(t.thresholds.c.model_version == model_version)
                                .order_by(t.thresholds.c.id.desc()).limit(1)).mappings().first()
-        return _threshold_dict(row) if row else None
+        return _threshold(row) if row else None
 
-    def thresholds(self) -> list[dict[str, Any]]:
+    def thresholds(self) -> list[StoredThreshold]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.thresholds).order_by(t.thresholds.c.id)).mappings().all()
-        return [_threshold_dict(r) for r in rows]
+        return [_threshold(r) for r in rows]
 
     # -- export / import ----------------------------------------------------------------------------------------
     def export_rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
@@ -512,26 +513,26 @@ class Registry:
                                      f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)")
 
     # -- API keys -----------------------------------------------------------------------------------------------
-    def add_key(self, name: str, scope: str, prefix: str, key_hash: str) -> dict[str, Any]:
+    def add_key(self, name: str, scope: str, prefix: str, key_hash: str) -> ApiKey:
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(t.api_keys).values(name=name, scope=scope, prefix=prefix, key_hash=key_hash,
                                                        created_at=now()))
         except IntegrityError:
             raise IdsvcError("key_exists", f"an API key named {name!r} already exists", name=name) from None
-        return next(k for k in self.keys() if k["name"] == name)
+        return next(k for k in self.keys() if k.name == name)
 
-    def keys(self) -> list[dict[str, Any]]:
+    def keys(self) -> list[ApiKey]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.api_keys).order_by(t.api_keys.c.id)).mappings().all()
-        return [{"name": r["name"], "scope": r["scope"], "prefix": r["prefix"], "created_at": _iso(r["created_at"]),
-                 "revoked_at": _iso(r["revoked_at"])} for r in rows]
+        return [ApiKey(name=r["name"], scope=r["scope"], prefix=r["prefix"], created_at=_iso(r["created_at"]),
+                       revoked_at=_iso(r["revoked_at"])) for r in rows]
 
-    def key_by_hash(self, key_hash: str) -> dict[str, Any] | None:
+    def key_by_hash(self, key_hash: str) -> Caller | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(t.api_keys).where(t.api_keys.c.key_hash == key_hash,
                                                         t.api_keys.c.revoked_at.is_(None))).mappings().first()
-        return {"name": row["name"], "scope": row["scope"]} if row else None
+        return Caller(name=row["name"], scope=row["scope"]) if row else None
 
     def revoke_key(self, name: str) -> None:
         with self.engine.begin() as conn:
@@ -617,20 +618,20 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat(timespec="seconds")
 
 
-def _identity_dict(row: Any, count: int) -> dict[str, Any]:
-    return {"id": row["id"], "name": row["name"], "metadata": json.loads(row["metadata"] or "{}"),
-            "templates": int(count), "created_at": _iso(row["created_at"])}
+def _identity(row: Any, count: int) -> Identity:
+    return Identity(id=row["id"], name=row["name"], metadata=json.loads(row["metadata"] or "{}"),
+                    templates=int(count), created_at=_iso(row["created_at"]))
 
 
-def _template_dict(row: Any) -> dict[str, Any]:
-    return {"id": row["id"], "model_version": row["model_version"], "image_sha256": row["image_sha256"],
-            "source_path": row["source_path"], "box": json.loads(row["box"]), "det_prob": row["det_prob"],
-            "quality": row["quality"], "quality_details": json.loads(row["quality_details"] or "{}"),
-            "crop_path": row["crop_path"], "created_at": _iso(row["created_at"])}
+def _template(row: Any) -> Template:
+    return Template(id=row["id"], model_version=row["model_version"], image_sha256=row["image_sha256"],
+                    source_path=row["source_path"], box=json.loads(row["box"]), det_prob=row["det_prob"],
+                    quality=row["quality"], quality_details=json.loads(row["quality_details"] or "{}"),
+                    crop_path=row["crop_path"], created_at=_iso(row["created_at"]))
 
 
-def _threshold_dict(row: Any) -> dict[str, Any]:
-    return {"model_version": row["model_version"], "value": row["value"], "mode": row["mode"],
-            "target_far": row["target_far"], "data_sha256": row["data_sha256"],
-            "genuine_pairs": row["genuine_pairs"], "impostor_pairs": row["impostor_pairs"],
-            "details": json.loads(row["details"] or "{}"), "created_at": _iso(row["created_at"])}
+def _threshold(row: Any) -> StoredThreshold:
+    return StoredThreshold(model_version=row["model_version"], value=row["value"], mode=row["mode"],
+                           target_far=row["target_far"], data_sha256=row["data_sha256"],
+                           genuine_pairs=row["genuine_pairs"], impostor_pairs=row["impostor_pairs"],
+                           details=json.loads(row["details"] or "{}"), created_at=_iso(row["created_at"]))
