@@ -61,9 +61,9 @@ def main() -> None:
     load_start = os.getloadavg()[0]
 
     from facenet_pytorch import MTCNN
-    from idsvc.encoders.int8 import numerics
     from PIL import Image
 
+    from idsvc.encoders.int8 import numerics
     from idsvc.encoders.load import load_encoder, load_model
     from idsvc.faces.detect import Detector
     from idsvc.faces.images import load_image

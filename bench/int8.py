@@ -33,7 +33,6 @@ def main() -> None:
     args = ap.parse_args()
 
     from idsvc.encoders.int8 import measure_ranges
-
     from idsvc.encoders.load import accelerate, load_encoder
     from idsvc.home.pipeline import Pipeline
     from idsvc.measurement.pairs import read_pairs

@@ -13,6 +13,8 @@ from pathlib import Path
 from idsvc.errors import IdsvcError
 
 FOLDS = 10
+#: Formats a pairs file's photos may have besides LFW's .jpg (same folder layout and numbering).
+OTHER_SUFFIXES = (".png", ".jpeg", ".webp", ".bmp", ".tif", ".pgm", ".ppm")
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,11 @@ def read_pairs(pairs_file: str | Path, images: str | Path) -> list[Pair]:
         if not num.isdigit():
             raise IdsvcError("invalid_pairs_file", f"{pf}: line {i + 2}: photo number {num!r} is not a number",
                              path=str(pf), line=i + 2)
-        return root / name / f"{name}_{int(num):04d}.jpg"
+        path = root / name / f"{name}_{int(num):04d}.jpg"
+        if path.is_file():
+            return path
+        # the same layout in another format (a folder of PNGs, say): the first that exists, else the .jpg (missing)
+        return next((q for q in (path.with_suffix(s) for s in OTHER_SUFFIXES) if q.is_file()), path)
 
     pairs = []
     for i, f in enumerate(body):
