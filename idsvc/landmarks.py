@@ -40,3 +40,21 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     a[1::2] = np.c_[s[:, 1], s[:, 0], np.zeros(len(s)), np.ones(len(s))]
     (p, q, tx, ty), *_ = np.linalg.lstsq(a, d.reshape(-1), rcond=None)
     return np.array([[p, -q, tx], [q, p, ty]], dtype=np.float64)
+
+
+def least_squares_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2×3 similarity taking ``src`` points onto ``dst`` in the least-squares sense (Umeyama, 1991; no
+    reflection) — every point counts, as OpenCV's ``FaceRecognizerSF.alignCrop`` fits SFace's input. ``similarity``
+    (LMedS) is the robust alternative, which ignores the worst points."""
+    s, d = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    ms, md = s.mean(axis=0), d.mean(axis=0)
+    sc, dc = s - ms, d - md
+    u, sv, vt = np.linalg.svd(dc.T @ sc / len(s))
+    sign = np.diag([1.0, float(np.sign(np.linalg.det(u @ vt)) or 1.0)])
+    rotation = u @ sign @ vt
+    variance = sc.var(axis=0).sum()
+    scale = float((sv * np.diag(sign)).sum() / variance) if variance > 1e-12 else 1.0
+    matrix = np.zeros((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = md - scale * rotation @ ms
+    return matrix

@@ -62,9 +62,11 @@ class Settings(BaseSettings):
     detect_max_side: int = Field(1280, ge=160)  # images are downscaled to this for detection, boxes mapped back
 
     # Faces that fill the frame (tight crops): when more than ``tight_crop_outside`` of the aligned crop would lie
-    # outside the photo, the crop is prepared by ``tight_crop_mode`` instead of filling the margin with black.
+    # outside the photo, the crop is prepared by ``tight_crop_mode``: ``auto`` — the photo itself where it frames the
+    # face at the template's scale, else a black margin, as each encoder's own pipeline gives it — or always a black
+    # margin, always the photo, or the margin filled from the face's border (see ``FaceReader.prepare``).
     tight_crop_outside: float = Field(0.10, ge=0.0, le=1.0)
-    tight_crop_mode: Literal["whole", "replicate", "reflect", "black"] = "whole"
+    tight_crop_mode: Literal["auto", "black", "whole", "replicate", "reflect"] = "auto"
 
     # Detection (MTCNN) and the quality gate.
     det_min_face_size: int = Field(20, ge=8)

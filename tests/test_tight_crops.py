@@ -1,5 +1,6 @@
 """Faces that fill the frame — tight aligned crops, ID-style cuts, greyscale — on real photos: found (with the
-bordered retry), prepared without a black margin, and matched against ordinary photos of the same person."""
+bordered retry), prepared as each encoder's own pipeline would (an ArcFace-style crop taken whole, without a black
+margin; a cut tighter than the template aligned with one), and matched against ordinary photos of the same person."""
 
 from __future__ import annotations
 
@@ -59,8 +60,9 @@ def test_tight_crop_verifies_against_a_loose_photo(service, make_service, settin
     r = verify_one(service, crop, colin[3])
     assert r.same, r
     fc = service.home.model.pipeline.one_face(load_image(crop, max_pixels=10**8, min_side=8), strict=False)
-    assert fc.quality.preparation == "tight" and fc.quality.outside > 0.15
-    # No black margin where the face reaches the border (the first release filled the template's margin black).
+    assert fc.quality.preparation == "tight" and fc.quality.outside > settings.tight_crop_outside
+    # An ArcFace-style crop frames the face at the template's scale: taken whole, with no black margin where the face
+    # reaches the border (the first release filled the template's margin black).
     black = make_service(load_settings(home=tmp_path / "black", device="cpu", tight_crop_mode="black"))
     fb = black.home.model.pipeline.one_face(load_image(crop, max_pixels=10**8, min_side=8), strict=False)
 
@@ -93,3 +95,22 @@ def test_a_photo_without_a_detectable_face_is_evaluated_whole(shared_pipeline, t
     assert not found[0]
     assert np.array_equal(crops[0], whole_image_crop(patch, 160))
     assert np.allclose(marks[0], template(160, ARCFACE_112), atol=1e-3)
+
+
+def test_a_cut_tighter_than_the_template_is_aligned_with_a_black_margin(shared_pipeline, tmp_path):
+    """Taken whole, a cut from the eyebrows to the chin would show the encoders a face a third larger than they were
+    trained on; each member's own pipeline pads it black and aligns, and so does idsvc."""
+    from idsvc.faces.reader import WHOLE_MAX_SCALE, whole_scale
+    from idsvc.measurement.degrade import tight_cut
+
+    img = rgb(sorted((LFW / "Colin_Powell").glob("*.jpg"))[0])
+    cut, _ = tight_cut(img, shared_pipeline.detector.detect(img)[0].landmarks, np.random.default_rng(0), (112, 112))
+    fc = shared_pipeline.one_face(load_image(_png(cut, tmp_path / "cut.png"), max_pixels=10**8, min_side=8),
+                                  strict=False)
+    assert fc.quality.preparation == "tight" and whole_scale(cut.shape, fc.face.landmarks) > WHOLE_MAX_SCALE
+    assert (fc.aligned.crop.max(axis=2) < 8).mean() > 0.05
+
+
+def _png(pixels: np.ndarray, path: Path) -> Path:
+    cv2.imwrite(str(path), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+    return path

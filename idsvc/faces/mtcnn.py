@@ -106,6 +106,26 @@ def detect_faces(images: np.ndarray, nets: tuple[Net, Net, Net], *, min_face: in
     return out
 
 
+def onet_points(image: np.ndarray, box: np.ndarray, onet: Net, rounds: int = 2,
+                device: torch.device | None = None) -> tuple[np.ndarray, float]:
+    """MTCNN's last stage alone: the five points (5, 2) and the face probability O-Net gives for ``box`` (x1, y1,
+    x2, y2) in ``image``, the box squared and, after each round, moved by O-Net's own box regression — as the
+    cascade does with R-Net's box. The box must lie inside the photo (give the photo a border first)."""
+    from facenet_pytorch.models.utils.detect_face import bbreg, pad, rerec
+
+    imgs = torch.from_numpy(image.astype(np.float32)).to(device).permute(2, 0, 1)[None]
+    h, w = image.shape[:2]
+    owner = torch.zeros(1, dtype=torch.long, device=imgs.device)
+    boxes = torch.tensor([[*map(float, box[:4]), 1.0]], dtype=torch.float32, device=imgs.device)
+    for _ in range(rounds):
+        boxes = rerec(boxes)
+        reg, marks, probs = onet((_cut(imgs, owner, pad(boxes, w, h), 48) - 127.5) * 0.0078125)
+        bw, bh = boxes[:, 2:3] - boxes[:, 0:1] + 1, boxes[:, 3:4] - boxes[:, 1:2] + 1
+        points = torch.stack((bw * marks[:, :5] + boxes[:, 0:1] - 1, bh * marks[:, 5:] + boxes[:, 1:2] - 1), dim=2)
+        boxes = bbreg(torch.cat((boxes[:, :4], probs[:, 1:2]), dim=1), reg)
+    return points[0].cpu().numpy().astype(np.float32), float(probs[0, 1])
+
+
 def _cut(imgs: torch.Tensor, owner: torch.Tensor, bounds: tuple[np.ndarray, ...], size: int,
          tables: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
     """Each box's pixels (rows ``y-1 … ey``, columns ``x-1 … ex``, as facenet-pytorch's ``pad`` gives them)

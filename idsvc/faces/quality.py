@@ -10,7 +10,7 @@ import numpy as np
 
 from idsvc import results
 from idsvc.faces.align import Aligned
-from idsvc.faces.detect import Face
+from idsvc.faces.face import Face
 
 
 @dataclass(frozen=True)

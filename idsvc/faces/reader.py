@@ -4,7 +4,7 @@ embedding step for a home's active model; ``detect`` uses this alone."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +13,34 @@ import numpy as np
 from idsvc.cancel import checkpoint
 from idsvc.errors import IdsvcError
 from idsvc.faces.align import Aligned, align, outside_fraction, whole_image_crop
-from idsvc.faces.detect import Detector, Face
+from idsvc.faces.detect import Detector
+from idsvc.faces.face import Face, center_weighted_score, iou
 from idsvc.faces.images import ImageInput, LoadedImage, decode_image, load_image
+from idsvc.faces.points import apart, doubts
 from idsvc.faces.quality import Quality, measure_quality, quality_problems
-from idsvc.landmarks import ARCFACE_112, template
+from idsvc.faces.yunet import YuNet
+from idsvc.landmarks import ARCFACE_112, TEMPLATE_160, template
 from idsvc.settings import Settings
 
 #: A face that fills the frame is taken whole only when its box spans at least this fraction of the photo's short side.
 TIGHT_FACE_SPAN = 0.5
+#: A tight photo is taken whole (``auto``) only where that shows the face at most this much larger than the template:
+#: ArcFace-style 112-px crops come to 0.78–1.05 (1st–99th percentile, CelebA arcface-112), cuts from the eyebrows to
+#: the chin to 0.99–1.79 (median 1.38).
+WHOLE_MAX_SCALE = 1.1
+#: YuNet's face is MTCNN's when their boxes overlap at least this much (intersection over union).
+SAME_FACE = 0.3
+#: MTCNN's refined points replace YuNet's only where they lie at most this far from them (mean, in eye distances):
+#: further, the refinement has found something else (on CelebA tight cuts they lie a median 0.05 apart).
+REFINED_AGREES = 0.35
 #: A second face at least this fraction of the chosen face's size (and confidently detected) makes a photo ambiguous.
 COMPETING_FACE_RATIO = 0.5
+
+
+def whole_scale(shape: tuple[int, ...], landmarks: np.ndarray) -> float:
+    """How much larger than on idsvc's template the eyes lie apart once the whole photo (squared up) is the crop."""
+    eyes = float(np.hypot(*(landmarks[1] - landmarks[0])))
+    return eyes / max(shape[:2]) / float(TEMPLATE_160[1, 0] - TEMPLATE_160[0, 0]) * 160.0
 
 
 def undetected_face(shape: tuple[int, ...]) -> Face:
@@ -52,6 +70,13 @@ class FaceReader:
         self.settings = settings
         self.detector = detector or Detector(settings, device)
         self.crop_size = crop_size
+        self.second = YuNet()  # loaded on first use: an ordinary photo never needs it
+
+    def find(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """Every face of each photo, best first: MTCNN's (same-shape photos share its passes; a photo with none is
+        tried again with a border), else YuNet's."""
+        found = self.detector.detect_batch(images)
+        return [faces or self.second.detect(rgb) for rgb, faces in zip(images, found)]
 
     def load(self, path: str | Path) -> LoadedImage:
         checkpoint()  # one photo is the unit of work a timed-out request stops after (idsvc.cancel)
@@ -68,30 +93,63 @@ class FaceReader:
         return self.decode(*image) if isinstance(image, tuple) else self.load(image)
 
     def settle(self, pixels: np.ndarray, face: Face) -> Face:
-        """The face with landmarks good enough to align by: a face that fills the frame (more than
-        ``tight_crop_outside`` of its template crop outside the photo) is detected again on a bordered copy, where
-        MTCNN places its landmarks about twice as well."""
-        if face.padded or outside_fraction(pixels.shape, face.landmarks, self.crop_size) <= \
-                self.settings.tight_crop_outside:
+        """The face with five points good enough to align by.
+
+        An ordinary photo keeps MTCNN's points. A face that fills the frame (more than ``tight_crop_outside`` of its
+        template crop outside the photo) is found again by YuNet on a bordered copy — on cuts tighter than the
+        template MTCNN's points are off by half an eye distance (median, CelebA tight-112 and tight-168x192) and
+        MTCNN may even report a box three times the photo — and its points are then refined by MTCNN's last stage
+        on the box YuNet's points give (``Detector.refine``: a tenth of an eye distance off, against a fifth for
+        YuNet's own). So is a face whose MTCNN points do not look like a face's (``points.doubts``), where YuNet
+        finds the same face (boxes overlapping). Where YuNet finds nothing plausible, a tight face is detected again
+        by MTCNN on a bordered copy."""
+        tight = face.padded or outside_fraction(pixels.shape, face.landmarks, self.crop_size) > \
+            self.settings.tight_crop_outside
+        if not tight and not doubts(face.landmarks, pixels.shape):
             return face
-        return self.detector.redetect_bordered(pixels, face)
+        found = [f for f in self.second.detect(pixels) if not doubts(f.landmarks, pixels.shape)]
+        if tight:  # the face fills the frame: there is one, YuNet's main face
+            second = max(found, key=lambda f: center_weighted_score(f, pixels.shape), default=None)
+        else:
+            second = max(found, key=lambda f: iou(f.box, face.box), default=None)
+            second = second if second is not None and iou(second.box, face.box) >= SAME_FACE else None
+        if second is None:
+            return self.detector.redetect_bordered(pixels, face) if tight and face.points == "mtcnn" else face
+        refined, _ = self.detector.refine(pixels, second.landmarks)
+        if not doubts(refined, pixels.shape) and apart(refined, second.landmarks) <= REFINED_AGREES:
+            second = replace(second, landmarks=refined, points="refined")
+        return replace(second, prob=max(face.prob, second.prob)) if tight else \
+            replace(face, landmarks=second.landmarks, points=second.points)
 
     def prepare(self, pixels: np.ndarray, face: Face) -> tuple[Aligned, float, str]:
         """(aligned crop, fraction outside the photo, preparation) for one face.
 
         An ordinary photo is aligned onto the template with black outside (there is hardly any outside). A face that
-        fills the frame (more than ``tight_crop_outside`` of the crop would come from outside the photo) is
-        prepared by ``tight_crop_mode``: ``whole`` takes the photo itself as the crop — but only when the face also
-        spans at least ``TIGHT_FACE_SPAN`` of the photo, so a face cut off at the edge of a large photo never brings
-        the rest of the photo along (those get ``replicate``); ``reflect``/``replicate`` fill the margin from the
-        face's own border; ``black`` changes nothing. On LFW-tight (3 folds) black scored 98.44%, reflect 98.78%,
-        replicate 99.00% and whole 99.00% with TAR@FAR1e-3 97.6% against 93.1–94.9% for the others.
+        fills the frame (more than ``tight_crop_outside`` of the crop outside the photo: ``tight``) is prepared by
+        ``tight_crop_mode``. ``auto`` (the default) gives each member the framing its own pipeline gives such a
+        face: the photo itself where it frames the face at the template's scale (an ArcFace-style crop: the eyes
+        at most ``WHOLE_MAX_SCALE`` times as far apart as on the template once the photo is the crop), since its
+        real pixels then stand where a template crop would have black; else the template with a black margin (a
+        cut tighter than the template, which taken whole would show the encoders a face a third larger than they
+        were trained on), as SFace's pipeline (YuNet and ``alignCrop`` on a copy padded black) and FaceNet's (MTCNN
+        on the padded copy) do. With the points settled (``settle``) this scored best on the CelebA proxies
+        (bench/accuracy.py, docs/accuracy.md). ``black`` always aligns; ``whole`` always takes the photo (when the
+        face spans at least ``TIGHT_FACE_SPAN`` of its short side, so a face cut off at the edge of a large photo
+        never brings the rest of the photo along; others get ``replicate``); ``reflect``/``replicate`` fill the
+        margin from the face's own border.
         """
         s = self.settings
         outside = outside_fraction(pixels.shape, face.landmarks, self.crop_size)
-        if outside <= s.tight_crop_outside or s.tight_crop_mode == "black":
+        if outside <= s.tight_crop_outside:
             return align(pixels, face.landmarks, self.crop_size), outside, "aligned"
-        if s.tight_crop_mode == "whole" and face.size >= TIGHT_FACE_SPAN * min(pixels.shape[:2]):
+        spans = face.size >= TIGHT_FACE_SPAN * min(pixels.shape[:2])
+        if s.tight_crop_mode == "auto":
+            whole = spans and whole_scale(pixels.shape, face.landmarks) <= WHOLE_MAX_SCALE
+            return (self._whole(pixels, face) if whole else align(pixels, face.landmarks, self.crop_size)), outside, \
+                "tight"
+        if s.tight_crop_mode == "black":
+            return align(pixels, face.landmarks, self.crop_size), outside, "tight"
+        if s.tight_crop_mode == "whole" and spans:
             return self._whole(pixels, face), outside, "tight"
         border = "replicate" if s.tight_crop_mode == "whole" else s.tight_crop_mode
         return align(pixels, face.landmarks, self.crop_size, border=border), outside, "tight"
@@ -114,7 +172,7 @@ class FaceReader:
         """A photo the caller says is already an aligned face crop (``--aligned``): the whole photo goes to the
         encoder. Detection still runs (unless ``faces`` were found already), for the quality report; where it finds
         nothing, the face is the photo."""
-        faces = self.detector.detect(image.pixels) if faces is None else faces
+        faces = self.find([image.pixels])[0] if faces is None else faces
         face = self.settle(image.pixels, faces[0]) if faces else undetected_face(image.pixels.shape)
         aligned = self._whole(image.pixels, face)
         return FaceCrop(face=face, aligned=aligned, faces_in_image=len(faces),
@@ -122,7 +180,7 @@ class FaceReader:
 
     def faces(self, image: LoadedImage) -> list[FaceCrop]:
         """Every face in the image, best (large and central) first."""
-        return [self.crop(image, f) for f in self.detector.detect(image.pixels)]
+        return [self.crop(image, f) for f in self.find([image.pixels])[0]]
 
     def quality_reasons(self, fc: FaceCrop) -> list[str]:
         s = self.settings
@@ -137,13 +195,13 @@ class FaceReader:
         With ``given_aligned`` the photo is taken as the aligned face itself (see ``given_aligned``).
         Raises ``no_face``, and when strict ``multiple_faces`` or ``low_quality``.
         """
-        return self._choose(image, self.detector.detect(image.pixels), strict=strict, given_aligned=given_aligned)
+        return self._choose(image, self.find([image.pixels])[0], strict=strict, given_aligned=given_aligned)
 
     def one_faces(self, images: list[LoadedImage], *, strict: bool = True,
                   given_aligned: bool = False) -> list[FaceCrop | Exception]:
         """``one_face`` for several photos at once — same-shape photos share MTCNN passes — each photo's crop or the
         error ``one_face`` would have raised for it (the batch goes on)."""
-        detected = self.detector.detect_batch([im.pixels for im in images])
+        detected = self.find([im.pixels for im in images])
         out: list[FaceCrop | Exception] = []
         for image, faces in zip(images, detected):
             try:
@@ -192,7 +250,7 @@ class FaceReader:
         found: list[bool] = []
         for i in range(0, len(paths), batch):
             images = [self.load(p) for p in paths[i:i + batch]]
-            for image, faces in zip(images, self.detector.detect_batch([im.pixels for im in images])):
+            for image, faces in zip(images, self.find([im.pixels for im in images])):
                 if faces:
                     crops.append(self.prepare(image.pixels, self.settle(image.pixels, faces[0]))[0])
                 else:

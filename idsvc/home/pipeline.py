@@ -46,7 +46,7 @@ class Pipeline(FaceReader):
 
         s = self.settings
         int8 = "-int8" if numerics(self.encoder) == "int8" else ""  # other vectors
-        return (f"pad{PAD_FRACTION}-tight{s.tight_crop_outside}-{s.tight_crop_mode}-landmarks-settled-whole-fallback"
+        return (f"pad{PAD_FRACTION}-tight{s.tight_crop_outside}-{s.tight_crop_mode}-yunet-settled-lsq-whole-fallback"
                 f"{int8}")
 
     def embed(self, aligned: list[Aligned]) -> np.ndarray:
