@@ -55,6 +55,12 @@ class Settings(BaseSettings):
 
     # Match threshold override (cosine score); None = calibrated value in the registry, else the model card's.
     threshold: float | None = Field(None, ge=-1.0, le=1.0)
+    # Search (1:N) decides "unknown" at this FPIR — the share of searches by people not enrolled that may name anyone —
+    # for the gallery searched: its threshold comes from the model's impostor-score tail and rises with the number
+    # of templates (idsvc.measurement.impostor_tail). 1%: the operating point NIST's FRTE 1:N states FNIR at for
+    # identification; with the shipped model and 10,000 templates it already costs 15% of enrolled people missed on
+    # LFW, and 0.1% would cost 36% (docs/accuracy.md).
+    search_fpir: float = Field(0.01, gt=0.0, lt=1.0)
 
     # Image intake.
     max_image_pixels: int = Field(40_000_000, ge=1)  # larger images are refused (decompression bombs, 50 MP uploads)

@@ -104,6 +104,15 @@ def test_calibrate_folder_saves_threshold_that_verify_then_uses(celeba_folder, t
     listed = json.loads(runner.invoke(app, ["--home", str(home), "--json", "thresholds"]).stdout)
     assert listed["thresholds"][0]["model_version"] == doc["model_version"]
 
+    # Every pair of photos of different people (60 photos, 12 people: 1,650) measures the impostor tail, saved with
+    # the threshold; a search of this home sizes its threshold by it, never below the calibrated 1:1 one.
+    tail = doc["impostor_tail"]
+    assert tail["impostor_pairs"] == 1650 and [p[0] for p in tail["points"]] == [0.1, 0.01]
+    assert listed["thresholds"][0]["details"]["impostor_tail"] == tail
+    s = json.loads(runner.invoke(app, ["--home", str(home), "--json", "search", str(a)]).stdout)
+    assert s["threshold_source"] in ("calibrated_fpir", "calibrated") and s["threshold"] >= doc["threshold"]
+    assert s["gallery"] == {"identities": 0, "templates": 0} and s["target_fpir"] == 0.01
+
 
 def test_calibrate_refuses_an_unmeasurable_far(celeba_folder, tmp_path):
     r = runner.invoke(app, ["--home", str(tmp_path / "h"), "calibrate", str(celeba_folder), "--target-far", "1e-4"])

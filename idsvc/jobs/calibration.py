@@ -17,6 +17,7 @@ from idsvc.errors import IdsvcError
 from idsvc.home import Home
 from idsvc.jobs.evaluation import embed_photos
 from idsvc.measurement.far import DEFAULT_CONFIDENCE, choose, verification_calibration
+from idsvc.measurement.impostor_tail import measure_tail
 from idsvc.measurement.open_set import open_set
 from idsvc.measurement.pairs import PairSet, data_hash, folder_pairs, read_pairs
 from idsvc.measurement.verification import rates
@@ -64,6 +65,25 @@ def pair_set(req: CalibrationRequest) -> PairSet:
     raise IdsvcError("file_not_found", f"{req.data}: no such file or folder", path=str(req.data))
 
 
+def tail_of(emb: dict[Path, np.ndarray], pairset: PairSet, scores: np.ndarray, labels: np.ndarray,
+            data: str) -> dict[str, Any]:
+    """The impostor tail searches will size their thresholds by: for a folder, every pair of photos of different
+    people (a folder of 50 people × 10 photos gives 122,500); for a pairs file, its impostor pairs. Raises
+    ``not_enough_data`` where they cannot reach FAR 1e-2."""
+    if not pairset.identities:
+        return measure_tail(scores[~labels], source=data, identities=0, photos=len(emb))
+    files = [(i, f) for i, fs in enumerate(pairset.identities.values()) for f in fs]
+    owner = np.array([i for i, _ in files])
+    vecs = np.stack([emb[f] for _, f in files])
+    parts = []
+    for start in range(0, len(vecs), 1024):
+        s = vecs[start:start + 1024] @ vecs.T
+        rows = np.arange(start, min(start + 1024, len(vecs)))[:, None]
+        keep = (owner[rows] != owner[None, :]) & (np.arange(len(vecs))[None, :] > rows)
+        parts.append(s[keep])
+    return measure_tail(np.concatenate(parts), source=data, identities=len(pairset.identities), photos=len(vecs))
+
+
 def run_calibration(home: Home, req: CalibrationRequest,
                     progress: Callable[..., None] | None = None) -> Calibration:
     """ROC, EER, best accuracy and FAR thresholds (chosen on nine folds, measured on the tenth), open-set rates for
@@ -103,11 +123,17 @@ def run_calibration(home: Home, req: CalibrationRequest,
         thr_list = sorted({threshold, measured["accuracy_threshold"]}
                           | {r["threshold"] for r in measured["far_thresholds"] if r.get("supported")})
         result["open_set"] = open_set(emb, pairset.identities, thr_list, seed=req.seed)
+    try:
+        result["impostor_tail"] = tail_of(emb, pairset, scores, labels, str(req.data))
+    except IdsvcError as exc:
+        result["impostor_tail_note"] = exc.message
     if req.save:
+        details = {"data": str(req.data), "tar": tar, "far": far, "auc": measured["auc"], "eer": measured["eer"]}
+        if result.get("impostor_tail"):
+            details["impostor_tail"] = result["impostor_tail"]
         saved = home.registry.save_threshold(
             model.version, threshold, point["mode"], point["target_far"], result["data_sha256"],
-            measured["genuine"], measured["impostor"],
-            {"data": str(req.data), "tar": tar, "far": far, "auc": measured["auc"], "eer": measured["eer"]})
+            measured["genuine"], measured["impostor"], details)
         result["saved"] = saved.document()
         log.info("stored threshold %.4f for %s", threshold, model.version)
     if req.report_dir is not None:

@@ -17,8 +17,8 @@ import numpy as np
 from idsvc.errors import IdsvcError
 from idsvc.faces.images import ImageInput, LoadedImage, gather, source_name
 from idsvc.home import Home
-from idsvc.jobs.thresholds import resolve_threshold
-from idsvc.results import Candidate, Each, ItemError, SearchAnswer, SearchFace, SearchItem, SearchResult
+from idsvc.jobs.thresholds import search_threshold
+from idsvc.results import Candidate, Each, ItemError, SearchAnswer, SearchFace, SearchGallery, SearchItem, SearchResult
 
 if TYPE_CHECKING:
     from idsvc.faces.reader import FaceCrop
@@ -41,7 +41,9 @@ def search(home: Home, images: Sequence[ImageInput], *, top_k: int = 5, threshol
 
 def _answers(home: Home, photos: list[ImageInput], top_k: int, threshold: float | None, all_faces: bool,
              aligned: bool) -> Iterator[SearchAnswer]:
-    thr, source = resolve_threshold(home, threshold)
+    opened = home.index.open()
+    sized = search_threshold(home, threshold, *home.owners.counts(opened.generation))
+    thr = sized.value
     for start in range(0, len(photos), 1 if all_faces else CHUNK):
         chunk = photos[start:start + (1 if all_faces else CHUNK)]
         read: list[LoadedImage | IdsvcError] = []
@@ -58,7 +60,9 @@ def _answers(home: Home, photos: list[ImageInput], top_k: int, threshold: float 
             if isinstance(crops, list) and isinstance(img, LoadedImage):
                 faces = [_face(home, opened, fc, next(vecs), top_k, thr) for fc in crops]
                 yield SearchItem.of(source_name(image), SearchResult(
-                    image=img.source, model_version=home.model.version, threshold=thr, threshold_source=source,
+                    image=img.source, model_version=home.model.version, threshold=thr, threshold_source=sized.source,
+                    target_fpir=sized.target_fpir,
+                    gallery=SearchGallery(identities=sized.identities, templates=sized.templates),
                     identity=faces[0].identity, score=faces[0].score,
                     faces_detected=len(crops) if all_faces else crops[0].faces_in_image, faces=faces))
             else:

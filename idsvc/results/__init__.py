@@ -28,6 +28,7 @@ from idsvc.results.faces import (
     Rejected,
     SearchAnswer,
     SearchFace,
+    SearchGallery,
     SearchItem,
     SearchResult,
     Skipped,
@@ -77,6 +78,7 @@ __all__ = ["Accepted", "ApiKey", "BatchSearchResult", "BatchSummary", "BulkEnrol
     "DoctorReport", "Each", "EmbedResult", "Embedding", "EmbeddingRow", "EmbeddingsFile", "EnrollResult",
     "Evaluation", "Exported", "Finding", "HomeCopied", "Identity", "IdentityDetail", "IdentityList", "Imported",
     "Item", "ItemError", "KeyList", "Leftover", "ModelInfo", "ModelWritten", "NewKey", "Quality", "Ready",
-    "Reindexed", "Rejected", "Result", "RevokedKey", "SchemaRevision", "SearchAnswer", "SearchFace", "SearchItem",
-    "SearchResult", "Skipped", "Status", "StatusIndex", "StatusModel", "StoredThreshold", "Template", "TemplateList",
-    "ThresholdList", "Upgrade", "VerifyAnswer", "VerifyIdentityResult", "VerifyItem", "VerifyResult", "item_of"]
+    "Reindexed", "Rejected", "Result", "RevokedKey", "SchemaRevision", "SearchAnswer", "SearchFace", "SearchGallery",
+    "SearchItem", "SearchResult", "Skipped", "Status", "StatusIndex", "StatusModel", "StoredThreshold", "Template",
+    "TemplateList", "ThresholdList", "Upgrade", "VerifyAnswer", "VerifyIdentityResult", "VerifyItem", "VerifyResult",
+    "item_of"]

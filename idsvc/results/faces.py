@@ -78,11 +78,22 @@ class SearchFace(Result):
     candidates: list[Candidate]
 
 
+class SearchGallery(Result):
+    """The gallery a search's threshold was chosen for."""
+    identities: int
+    templates: int
+
+
 class SearchResult(Result):
     image: str
     model_version: str
     threshold: float
-    threshold_source: str
+    threshold_source: str = Field(description="argument, settings, calibrated_fpir or model_card_fpir (from the "
+                                  "impostor tail at target_fpir for this gallery), or calibrated / model_card (the "
+                                  "1:1 threshold, where it is the higher or no impostor tail is known)")
+    target_fpir: float | None = Field(description="the share of searches by people not enrolled allowed to name "
+                                      "anyone; None for a fixed threshold")
+    gallery: SearchGallery = Field(description="the gallery size the threshold assumed")
     identity: str | None
     score: float | None
     faces_detected: int

@@ -192,5 +192,10 @@ class Calibration(_Measured):
     threshold: float
     operating_point: dict[str, Any]
     open_set: dict[str, Any] | None = None
+    impostor_tail: dict[str, Any] | None = Field(None, description="the impostor-score tail of every pair of "
+                                                 "different people in the data (saved with the threshold: searches "
+                                                 "size their threshold by it); None with the reason in "
+                                                 "impostor_tail_note where too few")
+    impostor_tail_note: str | None = None
     saved: StoredThreshold | None = None
     report: dict[str, str] | None = None

@@ -21,6 +21,7 @@ class Owners:
         self._map: dict[int, tuple[int, str]] | None = None
         self._generation: str | None = None
         self._names: str | None = None
+        self._counts: tuple[str | None, int, int] = (None, 0, 0)
 
     def at(self, generation: str) -> dict[int, tuple[int, str]]:
         """{template id: (identity id, name)} for every template the registry holds at ``generation``: the map
@@ -29,6 +30,13 @@ class Owners:
         if owners is None or generation != self._generation:
             owners = self._map = self._synced(owners, generation)
         return owners
+
+    def counts(self, generation: str) -> tuple[int, int]:
+        """(identities, templates) the registry holds at ``generation``: the gallery a search is sized for."""
+        if self._counts[0] != generation:
+            owners = self.at(generation)
+            self._counts = (generation, len({who for who, _ in owners.values()}), len(owners))
+        return self._counts[1], self._counts[2]
 
     def _synced(self, owners: dict[int, tuple[int, str]] | None, generation: str) -> dict[int, tuple[int, str]]:
         from idsvc.storage.registry import NAMES_GENERATION
