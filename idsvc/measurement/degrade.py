@@ -140,7 +140,8 @@ def mask(rgb: np.ndarray, lm: np.ndarray, rng: np.random.Generator) -> np.ndarra
 def jpeg20(rgb: np.ndarray, _lm: np.ndarray, _rng: np.random.Generator) -> np.ndarray:
     _, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 20])
     decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    assert decoded is not None  # nosec B101 - OpenCV decodes what it has just encoded
+    if decoded is None:  # OpenCV failed to decode what it has just encoded
+        raise RuntimeError("JPEG round trip failed")
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
