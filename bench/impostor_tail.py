@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from idsvc.faces.images import image_files
-from idsvc.measurement.impostor_tail import measure_tail, search_threshold
+from idsvc.measurement.impostor_tail import impostor_scores, measure_tail, search_threshold
 from idsvc.settings import DEFAULT_MODEL, load_settings
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -93,18 +93,6 @@ def fused(members: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {**members, "idsvc-default": np.concatenate(parts, axis=1)}
 
 
-def impostor_scores(people: dict[str, list[Path]], vecs: np.ndarray, block: int = 2048) -> np.ndarray:
-    """Every pair of photos of different people, once."""
-    owner = np.array([i for i, fs in enumerate(people.values()) for _ in fs])
-    out = []
-    for start in range(0, len(vecs), block):
-        s = vecs[start:start + block] @ vecs.T
-        rows = np.arange(start, min(start + block, len(vecs)))[:, None]
-        keep = (owner[rows] != owner[None, :]) & (np.arange(len(vecs))[None, :] > rows)
-        out.append(s[keep])
-    return np.concatenate(out)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=Path(".scratch/embeddings"))
@@ -116,7 +104,8 @@ def main() -> None:
     if args.lfw:
         embeddings("lfw", args.cache, args.tag)
     for name, path in MODELS.items():
-        scores = impostor_scores(people, emb[name])
+        owner = np.array([i for i, fs in enumerate(people.values()) for _ in fs])
+        scores = impostor_scores(emb[name], owner, block=2048)
         tail = measure_tail(scores, source=f"CelebA ({len(people)} identities, {len(emb[name])} photos; every pair "
                             "of photos of different people), bench/impostor_tail.py",
                             identities=len(people), photos=len(emb[name]), lowest_far=LOWEST_FAR)

@@ -17,7 +17,7 @@ from idsvc.errors import IdsvcError
 from idsvc.home import Home
 from idsvc.jobs.evaluation import embed_photos
 from idsvc.measurement.far import DEFAULT_CONFIDENCE, choose, verification_calibration
-from idsvc.measurement.impostor_tail import measure_tail
+from idsvc.measurement.impostor_tail import impostor_scores, measure_tail
 from idsvc.measurement.open_set import open_set
 from idsvc.measurement.pairs import PairSet, data_hash, folder_pairs, read_pairs
 from idsvc.measurement.verification import rates
@@ -73,15 +73,9 @@ def tail_of(emb: dict[Path, np.ndarray], pairset: PairSet, scores: np.ndarray, l
     if not pairset.identities:
         return measure_tail(scores[~labels], source=data, identities=0, photos=len(emb))
     files = [(i, f) for i, fs in enumerate(pairset.identities.values()) for f in fs]
-    owner = np.array([i for i, _ in files])
     vecs = np.stack([emb[f] for _, f in files])
-    parts = []
-    for start in range(0, len(vecs), 1024):
-        s = vecs[start:start + 1024] @ vecs.T
-        rows = np.arange(start, min(start + 1024, len(vecs)))[:, None]
-        keep = (owner[rows] != owner[None, :]) & (np.arange(len(vecs))[None, :] > rows)
-        parts.append(s[keep])
-    return measure_tail(np.concatenate(parts), source=data, identities=len(pairset.identities), photos=len(vecs))
+    scores_all = impostor_scores(vecs, np.array([i for i, _ in files]))
+    return measure_tail(scores_all, source=data, identities=len(pairset.identities), photos=len(vecs))
 
 
 def run_calibration(home: Home, req: CalibrationRequest,

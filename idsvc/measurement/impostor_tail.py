@@ -27,8 +27,19 @@ from idsvc.errors import IdsvcError
 MIN_FALSE_ACCEPTS = 10
 #: The points stored: FAR 1e-1, 1e-2, ... (as far as the pairs reach).
 DECADES = tuple(10.0 ** -k for k in range(1, 10))
-#: Thresholds never fall below a verification threshold in practice, nor rise above a perfect match.
+#: No threshold rises above a perfect match (where an extrapolation would).
 MAX_THRESHOLD = 1.0
+
+
+def impostor_scores(vecs: np.ndarray, owner: np.ndarray, block: int = 1024) -> np.ndarray:
+    """The score of every pair of rows of ``vecs`` (L2-normalised embeddings) whose ``owner`` (identity) differs,
+    each pair once; ``block`` rows at a time, so that memory stays at ``block`` × N scores."""
+    out = []
+    for start in range(0, len(vecs), block):
+        s = vecs[start:start + block] @ vecs.T
+        rows = np.arange(start, min(start + block, len(vecs)))[:, None]
+        out.append(s[(owner[rows] != owner[None, :]) & (np.arange(len(vecs))[None, :] > rows)])
+    return np.concatenate(out)
 
 
 def measure_tail(impostor_scores: np.ndarray, *, source: str, identities: int, photos: int,
