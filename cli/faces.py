@@ -9,10 +9,10 @@ from typing import Any, Optional
 import typer
 
 from cli.context import out, service
-from cli.output import Output, fail, handled
+from cli.output import Output, fail, handled, warning_line
 from cli.render import table
-from idsvc.errors import EXIT_NEGATIVE, IdsvcError
-from idsvc.results import BatchSummary, Each, Item
+from idsvc.errors import EXIT_NEGATIVE, MACHINE_FAILURES, IdsvcError
+from idsvc.results import BatchSummary, Each, EnrollResult, Item, Rejected
 
 
 @handled
@@ -45,12 +45,25 @@ def enroll(ctx: typer.Context,
             + [(x.path, "[red]rejected", x.reason) for x in r.rejected])
     o.print(table(f"enroll {name}: {len(r.accepted)} accepted, {len(r.rejected)} rejected, "
                   f"{len(r.skipped)} skipped", ("image", "result", "detail"), rows))
+    _index_behind(o, [r])
     if r.rejected:
-        first = r.rejected[0]
+        first = _stopped(r.rejected) or r.rejected[0]
         total = len(r.rejected) + len(r.accepted) + len(r.skipped)
         only = len(r.rejected) == 1 and not r.accepted
         msg = first.reason if only else f"{len(r.rejected)} of {total} images rejected (first: {first.reason})"
-        raise fail(o, IdsvcError(first.code if not r.accepted else "invalid_argument", msg), emit=False)
+        code = first.code if not r.accepted or first.code in MACHINE_FAILURES else "invalid_argument"
+        raise fail(o, IdsvcError(code, msg), emit=False)
+
+
+def _stopped(rejected: list[Rejected]) -> Rejected | None:
+    """The rejection that stopped an enroll (a full disk, a lost database): its code, not the photos', is the exit
+    status, and the JSON answer still lists every template that was stored before it."""
+    return next((x for x in rejected if x.code in MACHINE_FAILURES), None)
+
+
+def _index_behind(o: Output, results: list[EnrollResult]) -> None:
+    if any(r.index_behind for r in results):
+        warning_line("templates stored; the vector index could not be saved and catches up on the next search")
 
 
 def _enroll_each(ctx: typer.Context, folder: Path, aligned: bool) -> None:
@@ -63,6 +76,10 @@ def _enroll_each(ctx: typer.Context, folder: Path, aligned: bool) -> None:
                   ("identity", "accepted", "rejected", "skipped", "first problem"),
                   [(i.identity, len(i.accepted), len(i.rejected), len(i.skipped),
                     i.rejected[0].reason if i.rejected else "") for i in r.identities]))
+    _index_behind(o, r.identities)
+    stopped = _stopped([x for i in r.identities for x in i.rejected])
+    if stopped is not None:
+        raise fail(o, IdsvcError(stopped.code, f"{r.accepted} images stored, then {stopped.reason}"), emit=False)
     if r.rejected:
         raise fail(o, IdsvcError("invalid_argument", f"{r.rejected} images rejected (the table or the JSON "
                                  "says which)"), emit=False)

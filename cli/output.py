@@ -92,6 +92,10 @@ def error_line(exc: IdsvcError) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"Error: {exc.message}", markup=False)
 
 
+def warning_line(message: str) -> None:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"Warning: {message}", markup=False)
+
+
 def fail(out: Output | None, exc: IdsvcError, *, emit: bool = True) -> typer.Exit:
     """Print ``Error: <message>`` on stderr (and, under --json with ``emit``, the error as the JSON document);
     return the Exit to raise, with the code's exit status from the one table."""

@@ -67,11 +67,19 @@ CODES: dict[str, Mapping] = {
     "index_corrupt": Mapping(EXIT_STATE, 503, "the vector index disagrees with the registry"),
     "not_ready": Mapping(EXIT_STATE, 503, "the server cannot answer yet: model, database or index not usable"),
     "home_unwritable": Mapping(EXIT_STATE, 503, "the home folder (crops, index) cannot be written"),
+    "disk_full": Mapping(EXIT_STATE, 507, "no space left where the home or its database writes; nothing half-written"),
+    "vectors_invalid": Mapping(EXIT_STATE, 409, "a stored vector has the wrong length, is not finite or not unit "
+                               "norm (`idsvc doctor --fix` re-embeds it)"),
     "crop_missing": Mapping(EXIT_STATE, 409, "a template's stored crop and its source photo are both gone"),
     "upgrade_incomplete": Mapping(EXIT_STATE, 409, "a model switch found templates without a new vector"),
     # ours
     "internal": Mapping(EXIT_INTERNAL, 500, "an unexpected failure (a bug)"),
 }
+
+
+#: Failures of the machine, not of the input: a write that meets one stops there, and what it committed before is
+#: reported as stored (``enroll``), never as failed.
+MACHINE_FAILURES = ("disk_full", "home_unwritable", "database_unavailable")
 
 
 class IdsvcError(Exception):
@@ -114,6 +122,28 @@ def from_os_error(exc: BaseException) -> IdsvcError | None:
     if not isinstance(exc, OSError) or exc.errno not in _PATH_ERRNOS or not exc.filename:
         return None
     return IdsvcError("file_unreadable", f"{short_path(exc.filename)}: {exc.strerror}", path=str(exc.filename))
+
+
+#: OS errors that say the device is out of space (or the process out of its file-size allowance).
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+#: What database drivers say when the disk under the database is full (SQLite; PostgreSQL names the errno).
+_FULL_MESSAGES = ("database or disk is full", "no space left on device", "disk quota exceeded")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An ``OSError`` for a full device, or a driver's error whose text says so."""
+    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+        return True
+    text = str(exc).lower()
+    return any(m in text for m in _FULL_MESSAGES)
+
+
+def from_write_error(exc: OSError, what: str) -> IdsvcError:
+    """``disk_full`` when ``exc`` is the device running out of space, else ``home_unwritable``; ``what`` says what
+    could not be written."""
+    if is_disk_full(exc):
+        return IdsvcError("disk_full", f"{what}: no space left on the device", errno=exc.errno)
+    return IdsvcError("home_unwritable", f"{what}: {exc.strerror or exc}", errno=exc.errno)
 
 
 def short_path(p: object, limit: int = 120) -> str:

@@ -59,7 +59,7 @@ def test_enroll_search_verify_rename_delete(server, photos):
     res = w.post("/v1/identities/colin/enroll", files=files(*colin[:3]))
     assert res.status_code == 200, res.text
     doc = res.json()
-    assert set(doc) == {"identity", "created", "model_version", "accepted", "rejected", "skipped"}
+    assert set(doc) == {"identity", "created", "model_version", "accepted", "rejected", "skipped", "index_behind"}
     assert doc["accepted"]
     found = r.post("/v1/search", files=files(colin[3], field="file"), params={"top_k": "3"}).json()
     assert found["identity"] == "colin" and found["threshold_source"] == "model_card"

@@ -52,7 +52,7 @@ def test_export_then_import_gives_the_same_answers(gallery, tmp_path):
         assert [(c["name"], round(c["score"], 5)) for c in a] == [(c["name"], round(c["score"], 5)) for c in b]
     st = json.loads(idsvc(dst, "status").stdout)
     assert st["index"]["in_agreement"] and st["templates"] == exported["templates"]
-    assert all(Path(c).is_file() for (c,) in sqlite3.connect(dst / "idsvc.db").execute(
+    assert all((dst / c).is_file() for (c,) in sqlite3.connect(dst / "idsvc.db").execute(
         "select crop_path from templates"))
     r = idsvc(dst, "import", str(archive))  # the same people again: refused, nothing added
     assert r.exit_code == 2 and json.loads(r.stdout)["error"]["code"] == "identity_exists"
@@ -91,7 +91,7 @@ def test_an_import_killed_midway_leaves_the_home_unchanged(gallery, tmp_path, ph
     row = db.execute("select embedding, dim, model_version, box, landmarks, crop_path from templates").fetchone()
     for i in range(3000):
         crop = src / "crops" / f"bulk{i}.png"
-        shutil.copy(row[5], crop)
+        shutil.copy(src / row[5], crop)
         db.execute("insert into templates(identity_id, embedding, dim, model_version, image_sha256, source_path, box,"
                    " landmarks, det_prob, quality, quality_details, crop_path, created_at) values (?, ?, ?, ?, ?,"
                    " 'bulk', ?, ?, 1, 1, '{}', ?, '2026-01-01')",

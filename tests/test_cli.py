@@ -29,7 +29,7 @@ def test_enroll_search_verify_json_and_exit_codes(tmp_path, photos):
     colin = photos("lfw", "Colin_Powell", 1, 2, 3, 4)
     r = idsvc(home, "--json", "enroll", "colin", str(colin[0]), str(colin[1]), str(colin[2]))
     doc = json.loads(r.stdout)
-    assert set(doc) == {"identity", "created", "model_version", "accepted", "rejected", "skipped"}
+    assert set(doc) == {"identity", "created", "model_version", "accepted", "rejected", "skipped", "index_behind"}
     assert doc["created"] and doc["accepted"]
     assert r.exit_code == (0 if not doc["rejected"] else 2)
 

@@ -51,7 +51,7 @@ def test_templates_identities_and_delete(db_url):
     r.add_templates("bob", [_tpl("b1")])
     assert r.counts()["templates"] == 3
     assert r.enrolled_shas(["a1", "b1", "zz"]) == {"a1": "alice", "b1": "bob"}
-    got = dict(zip(*next(r.iter_embeddings("m1"))))
+    got = dict(zip(*next(r.iter_embeddings("m1", 128))))
     assert np.allclose(got[ids[0]], _tpl("a1").embedding)
     removed, _ = r.delete_identity("alice")
     assert sorted(removed) == sorted(ids)

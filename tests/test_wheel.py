@@ -63,7 +63,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     assert r.returncode == 0 and r.stdout.startswith("idsvc ")
     r = idsvc("--json", "status")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["schema"] == "0002"
+    assert json.loads(r.stdout)["schema"] == "0003"
     colin = sorted((LFW / "Colin_Powell").glob("*.jpg"))
     r = idsvc("--json", "enroll", "colin", str(colin[0]), str(colin[1]), str(colin[2]))
     assert r.returncode in (0, 2) and len(json.loads(r.stdout)["accepted"]) >= 2, r.stdout + r.stderr

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from idsvc.api import metrics
 from idsvc.api.deps import call, state
 from idsvc.api.params import Admin, Reader
-from idsvc.api.problems import AUTHED, COMMON, responses
+from idsvc.api.problems import AUTHED, COMMON, WRITES, responses
 from idsvc.api.schemas import Health
 from idsvc.errors import IdsvcError
 from idsvc.results import Ready, Reindexed, Status
@@ -43,7 +43,7 @@ async def status(request: Request, key: Reader) -> Status:
     return await call(request, lambda s: s.status(server_paths=key.scope == "admin"))
 
 
-@router.post("/reindex", response_model=Reindexed, responses=responses(*COMMON, *AUTHED))
+@router.post("/reindex", response_model=Reindexed, responses=responses(*COMMON, *AUTHED, *WRITES))
 async def reindex(request: Request, _: Admin) -> Reindexed:
     """Rebuild the index from the registry (``busy`` while another writer runs). Needs an admin key."""
     return await call(request, lambda s: s.reindex())

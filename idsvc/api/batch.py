@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from idsvc.api import metrics
 from idsvc.api.deps import call, image
 from idsvc.api.params import Aligned, AllFaces, Photos, Reader, Threshold, TopK, Writer
-from idsvc.api.problems import AUTHED, COMMON, responses
+from idsvc.api.problems import AUTHED, COMMON, WRITES, responses
 from idsvc.results import BatchSearchResult, BatchSummary, BulkEnrollResult, DetectResult, EmbedResult
 
 router = APIRouter(prefix="/v1", tags=["batch"])
@@ -29,7 +29,7 @@ async def embed(request: Request, files: Photos, _: Reader, aligned: Aligned = F
     return EmbedResult(embeddings=await call(request, lambda s: list(s.embed(imgs, aligned=aligned))))
 
 
-@router.post("/enroll", response_model=BulkEnrollResult, responses=responses(*COMMON, *AUTHED, 413))
+@router.post("/enroll", response_model=BulkEnrollResult, responses=responses(*COMMON, *AUTHED, *WRITES, 409, 413))
 async def enroll_each(request: Request, files: Photos, _: Writer, aligned: Aligned = False) -> BulkEnrollResult:
     """Enroll many identities at once (``idsvc enroll --each``): name each file ``PERSON/PHOTO.jpg`` (a browser
     uploading a folder of people folders does). A file without a valid person folder is rejected in ``unnamed``."""

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from idsvc.api import metrics
 from idsvc.api.deps import call, image
 from idsvc.api.params import Aligned, IdentityName, Photos, Reader, TemplateId, Writer
-from idsvc.api.problems import AUTHED, COMMON, responses
+from idsvc.api.problems import AUTHED, COMMON, WRITES, responses
 from idsvc.api.schemas import RenameRequest
 from idsvc.results import (
     DeletedIdentity,
@@ -22,7 +22,8 @@ from idsvc.results import (
 router = APIRouter(prefix="/v1", tags=["identities"])
 
 
-@router.post("/identities/{name}/enroll", response_model=EnrollResult, responses=responses(*COMMON, *AUTHED, 413))
+@router.post("/identities/{name}/enroll", response_model=EnrollResult,
+             responses=responses(*COMMON, *AUTHED, *WRITES, 409, 413))
 async def enroll(request: Request, name: IdentityName, files: Photos, _: Writer,
                  aligned: Aligned = False) -> EnrollResult:
     """Enroll photos into ``name`` (created if new). Each photo is accepted, rejected with its code (no face, two
@@ -46,13 +47,14 @@ async def identity(request: Request, name: IdentityName, key: Reader) -> Identit
 
 
 @router.patch("/identities/{name}", response_model=Identity,
-              responses=responses(*COMMON, *AUTHED, 404, 409))
+              responses=responses(*COMMON, *AUTHED, *WRITES, 404, 409))
 async def rename(request: Request, name: IdentityName, body: RenameRequest, _: Writer) -> Identity:
     """Rename an identity (its templates and vectors stay)."""
     return await call(request, lambda s: s.rename_identity(name, body.name))
 
 
-@router.delete("/identities/{name}", response_model=DeletedIdentity, responses=responses(*COMMON, *AUTHED, 404))
+@router.delete("/identities/{name}", response_model=DeletedIdentity,
+               responses=responses(*COMMON, *AUTHED, *WRITES, 404))
 async def delete(request: Request, name: IdentityName, _: Writer) -> DeletedIdentity:
     """Delete an identity, its templates, crops and vectors."""
     return await call(request, lambda s: s.delete_identity(name))
@@ -67,7 +69,7 @@ async def templates(request: Request, name: IdentityName, key: Reader) -> Templa
 
 
 @router.delete("/templates/{template_id}", response_model=DeletedTemplate,
-               responses=responses(*COMMON, *AUTHED, 404))
+               responses=responses(*COMMON, *AUTHED, *WRITES, 404))
 async def delete_template(request: Request, template_id: TemplateId, _: Writer) -> DeletedTemplate:
     """Delete one template, its crop and its vector."""
     return await call(request, lambda s: s.delete_template(template_id))

@@ -5,6 +5,7 @@ host shares."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import sqlite3
 import threading
@@ -18,8 +19,10 @@ from fastapi.security.utils import get_authorization_scheme_param
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from idsvc.api.problems import problem
-from idsvc.errors import IdsvcError
+from idsvc.errors import IdsvcError, is_disk_full
 from idsvc.results import Caller
+
+log = logging.getLogger(__name__)
 
 
 class BodyLimit:
@@ -140,7 +143,19 @@ class RateLimiter:
             raise self._limited(tokens, "too many failed authentications from this address")
 
     def _take(self, key: str, *, consume: bool) -> float:
-        """The bucket's tokens before this request (refilled to now), taking one when ``consume`` and there is one."""
+        """The bucket's tokens before this request (refilled to now), taking one when ``consume`` and there is one.
+        On a full disk the count cannot be kept: the request is let through (a full bucket) rather than refused, so
+        reads go on while an operator frees space; logged."""
+        try:
+            return self._take_or_raise(key, consume)
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
+            log.warning("rate limits not counted: %s is on a full disk", self.path)
+            self.local.con = None
+            return self.capacity
+
+    def _take_or_raise(self, key: str, consume: bool) -> float:
         con = getattr(self.local, "con", None)
         if con is None:
             con = self.local.con = self._connect()

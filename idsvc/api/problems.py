@@ -25,6 +25,9 @@ from idsvc.errors import CODES, IdsvcError
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 _STARLETTE_CODES = {404: "route_not_found", 405: "method_not_allowed", 413: "too_large"}
+#: Seconds a client should wait before it tries again, for the failures that pass by themselves (the server keeps
+#: reconnecting to its database; a writer lets go of the lock).
+RETRY_AFTER_S = {"database_unavailable": 5, "busy": 2, "not_ready": 5, "schema_outdated": 30}
 
 
 def request_id(scope: Scope) -> str:
@@ -39,6 +42,8 @@ def problem(exc: IdsvcError, scope: Scope, status: int | None = None,
         headers["WWW-Authenticate"] = "Bearer"
     if exc.code == "rate_limited":
         headers["Retry-After"] = str(exc.details.get("retry_after", 1))
+    elif exc.code in RETRY_AFTER_S:
+        headers["Retry-After"] = str(RETRY_AFTER_S[exc.code])
     body = Problem(type=f"https://idsvc.dev/errors/{exc.code}", title=exc.code.replace("_", " "), status=status,
                    code=exc.code, detail=exc.message, details=exc.to_dict()["details"], request_id=request_id(scope))
     return JSONResponse(status_code=status, headers=headers, media_type=PROBLEM_JSON, content=body.model_dump())
@@ -83,8 +88,16 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("internal error (request %s): %s", request_id(request.scope), exc.__class__.__name__, exc_info=exc)
-    return problem(IdsvcError("internal", f"internal error: {exc.__class__.__name__}"), request.scope)
+    return problem(unexpected_error(exc, request_id(request.scope)), request.scope)
+
+
+def unexpected_error(exc: Exception, rid: str) -> IdsvcError:
+    """What an exception no handler expected is answered as: its library code when it is one, else ``internal`` (a
+    bug: logged with its traceback, answered without internals)."""
+    if isinstance(exc, IdsvcError):
+        return exc
+    log.error("internal error (request %s): %s", rid, exc.__class__.__name__, exc_info=exc)
+    return IdsvcError("internal", f"internal error: {exc.__class__.__name__}")
 
 
 def install(app: FastAPI) -> None:
@@ -100,6 +113,8 @@ COMMON = (400, 500)
 AUTHED = (401, 403, 429, 503, 504)
 #: ... and every route that takes uploads.
 UPLOADS = (413, 422)
+#: ... and every route that writes to the home or its registry (a full disk: ``disk_full``).
+WRITES = (507,)
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
+import stat
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -54,13 +56,30 @@ class LoadedImage:
         return f"upload:{label}"
 
 
+def refused(p: Path) -> IdsvcError | None:
+    """Why a named path cannot be read as a photo, or None for a regular file: ``file_not_found`` when nothing is
+    there to read (no such name, a dangling link, a path through a file, a folder, a FIFO), ``file_unreadable`` when
+    the OS refuses the name (too long, a symlink loop, permissions, an I/O error) — ``Path.is_file`` would call a
+    loop "not a file", which hides the reason."""
+    try:
+        st = os.stat(p)
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return IdsvcError("file_not_found", f"{short_path(p)}: no such file", path=str(p))
+    except OSError as exc:
+        return IdsvcError("file_unreadable", f"{short_path(p)}: cannot read ({exc.strerror or exc.__class__.__name__})",
+                          path=str(p))
+    if not stat.S_ISREG(st.st_mode):
+        return IdsvcError("file_not_found", f"{short_path(p)}: not a file", path=str(p))
+    return None
+
+
 def read_bytes(path: str | Path) -> bytes:
-    """Raises ``file_not_found`` for a missing path or a directory, ``file_unreadable`` for one the OS will not
-    read (permissions, a name too long, an I/O error)."""
+    """Raises ``file_not_found`` or ``file_unreadable`` (``refused``)."""
     p = Path(path)
     try:
-        if not p.is_file():
-            raise IdsvcError("file_not_found", f"{p}: no such file", path=str(p))
+        problem = refused(p)
+        if problem is not None:
+            raise problem
         return p.read_bytes()
     except OSError as exc:
         raise IdsvcError("file_unreadable", f"{short_path(p)}: cannot read ({exc.strerror or exc.__class__.__name__})",
@@ -128,9 +147,13 @@ def load_image(path: str | Path, *, max_pixels: int, min_side: int) -> LoadedIma
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit, 32-bit and float greyscale say nothing of their scale (a 12-bit sensor, 8-bit values widened, a
+        # float in [0, 1]): stretch the values present to 0..255, as a viewer's auto-contrast does. Dividing by the
+        # type's maximum turned an 8-bit face saved as 16-bit into a black frame with "no face".
         arr = np.asarray(img).astype(np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        grey = np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8)
+        arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = float(arr.min()), float(arr.max())
+        grey = np.zeros(arr.shape, np.uint8) if hi <= lo else np.round((arr - lo) / (hi - lo) * 255).astype(np.uint8)
         return np.ascontiguousarray(np.stack([grey] * 3, axis=-1))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
@@ -187,10 +210,11 @@ def existing_files(paths: list[str]) -> list[Path]:
     """``expand_paths``, refusing the whole batch when a path matches nothing (before any model loads).
     Raises ``file_not_found`` or ``invalid_argument`` (no images at all)."""
     files = expand_paths(paths)
-    missing = [f for f in files if not is_file(f)]
+    missing = [(f, problem) for f in files if (problem := refused(f)) is not None]
     if missing:
-        raise IdsvcError("file_not_found", f"{short_path(missing[0])}: no such file" + (
-            f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""), path=str(missing[0]))
+        first = missing[0][1]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise IdsvcError(first.code, first.message + more, **first.details)
     if not files:
         raise IdsvcError("invalid_argument", "no images given (folders are searched for image files)")
     return files

@@ -40,7 +40,8 @@ class ActiveModel:
         if self._encoder is not None and self._encoder.path is not None:
             return self._encoder.path
         active = self._registry().get_meta(ACTIVE_MODEL_KEY)
-        return Path(active) if active and Path(active).is_file() else self.settings.model
+        recorded = self.settings.home / active if active else None  # relative: kept in the home (which may move)
+        return recorded if recorded is not None and recorded.is_file() else self.settings.model
 
     @property
     def encoder(self) -> EmbeddingModel:

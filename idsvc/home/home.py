@@ -31,7 +31,7 @@ class Home:
         self._registry: Registry | None = None
         self.lock = WriteLock(settings, lambda: self.registry.engine)
         self.model = ActiveModel(settings, lambda: self.registry, encoder=encoder, pipeline=pipeline)
-        self.crops = CropStore(settings.crops_dir)
+        self.crops = CropStore(settings.home)
         self.index: VectorStore = open_store(settings, lambda: self.registry, self.lock, self.model)
         self.owners = Owners(lambda: self.registry)
 

@@ -22,11 +22,11 @@ import numpy as np
 
 from idsvc.cancel import commit
 from idsvc.crash import crash_point
-from idsvc.errors import IdsvcError, from_os_error
+from idsvc.errors import MACHINE_FAILURES, IdsvcError, from_os_error
 from idsvc.faces.images import ImageInput, LoadedImage, check_one_person, gather, people_folders, source_name
 from idsvc.home import Home
 from idsvc.jobs.identities import check_name
-from idsvc.jobs.stored_crops import save_crops, stored_landmarks
+from idsvc.jobs.stored_crops import save_crops, stored_landmarks, written_in_transaction
 from idsvc.results import Accepted, BulkEnrollResult, EnrollResult, Rejected, Skipped
 
 if TYPE_CHECKING:
@@ -56,10 +56,10 @@ class _Result:
     rejected: list[Rejected] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
 
-    def result(self, version: str) -> EnrollResult:
+    def result(self, version: str, index_behind: bool = False) -> EnrollResult:
         return EnrollResult(identity=self.name, created=bool(self.accepted) and not self.existed,
                             model_version=version, accepted=self.accepted, rejected=self.rejected,
-                            skipped=self.skipped)
+                            skipped=self.skipped, index_behind=index_behind and bool(self.accepted))
 
 
 class _Session:
@@ -74,6 +74,8 @@ class _Session:
         self.seen: dict[str, str] = {}  # sha256 → the identity it was given for in this call
         self.waiting: list[tuple[str, str, LoadedImage]] = []  # read, not yet detected
         self.pending: list[tuple[str, str, LoadedImage, FaceCrop]] = []  # detected and accepted, not yet stored
+        self.stopped: IdsvcError | None = None  # the machine failure that ended the call early (``stop``)
+        self.index_behind = False
 
     def read(self, name: str, src: str, load: Callable[[], LoadedImage]) -> None:
         result = self.results[name]
@@ -128,8 +130,13 @@ class _Session:
                            crop_landmarks=stored_landmarks(fc.aligned))
                for i, (_, _, img, fc) in enumerate(self.pending)]
         crops = [self.pending[i][3].aligned.crop for i in order]
-        ids = home.registry.add_templates_many([(name, [new[i] for i in mine]) for name, mine in rows.items()],
-                                               store_crops=partial(_save_crops, home, crops))
+        store, undo = written_in_transaction(home.crops, home.registry, partial(_save_crops, home, crops))
+        try:
+            ids = home.registry.add_templates_many([(name, [new[i] for i in mine]) for name, mine in rows.items()],
+                                                   store_crops=store)
+        except BaseException:
+            undo()
+            raise
         crash_point("enroll.committed")
         self.index.add(np.array([tid for group in ids for tid in group]), vecs[order])
         for (name, mine), group in zip(rows.items(), ids):
@@ -137,6 +144,19 @@ class _Session:
                                                      quality=self.pending[i][3].quality.report())
                                             for tid, i in zip(group, mine)]
         self.pending.clear()
+
+    def stop(self, exc: IdsvcError) -> None:
+        """The machine failed under a flush (``MACHINE_FAILURES``): what was committed before stays accepted; the
+        photos of the failed flush and every photo not yet stored are rejected with the failure's code."""
+        self.stopped = exc
+        for name, src, *_ in self.waiting + self.pending:
+            self.results[name].rejected.append(_not_stored(src, exc))
+        self.waiting.clear()
+        self.pending.clear()
+
+    @property
+    def stored_any(self) -> bool:
+        return any(r.accepted for r in self.results.values())
 
     def _known(self, name: str, image: LoadedImage) -> str | None:
         """None for a new image (remembered), or why it is skipped: given twice in this call, or stored under
@@ -160,6 +180,10 @@ def _save_crops(home: Home, crops: list[np.ndarray], ids: list[int]) -> dict[int
     return save_crops(home.crops, dict(zip(ids, crops)))
 
 
+def _not_stored(src: str, exc: IdsvcError) -> Rejected:
+    return Rejected(path=src, code=exc.code, reason=f"{src}: not stored ({exc.message})")
+
+
 def _rejection(src: str, exc: Exception) -> Rejected:
     if not isinstance(exc, IdsvcError):
         log.error("%s: unexpected failure while reading or detecting", src, exc_info=exc)
@@ -179,23 +203,54 @@ def enroll_many(home: Home, groups: Sequence[tuple[str, Iterable[Item]]], progre
         session = _Session(home, names, aligned)
         for name, (_, items) in zip(names, groups):
             for src, load in items:
+                if session.stopped is not None:  # the disk filled up (or the database went): say what was not stored
+                    session.results[name].rejected.append(_not_stored(src, session.stopped))
+                    continue
                 session.read(name, src, load)
                 if len(session.waiting) >= DETECT_EVERY:
                     session.detect()
                 if commit_every is not None and len(session.pending) >= commit_every:
-                    session.flush()
+                    _flush(session)
                 if progress:
                     progress(1)
-        session.detect()
-        session.flush()
-        if any(r.accepted for r in session.results.values()):
-            home.index.save(session.index)
-    results = [session.results[n].result(home.model.version) for n in dict.fromkeys(names)]
+        if session.stopped is None:
+            session.detect()
+            _flush(session)
+        if session.stored_any:
+            _save_index(session)
+    results = [session.results[n].result(home.model.version, session.index_behind) for n in dict.fromkeys(names)]
     into = repr(results[0].identity) if len(results) == 1 else f"{len(results)} identities"
     log.info("enrolled %d images into %s (%d rejected, %d skipped) in %.2f s",
              sum(len(r.accepted) for r in results), into, sum(len(r.rejected) for r in results),
              sum(len(r.skipped) for r in results), time.perf_counter() - t0)
     return results
+
+
+def _flush(session: _Session) -> None:
+    """``session.flush()``; a machine failure with templates already committed by this call stops the call (the
+    answer lists what was stored), and with none it is raised as it is (nothing was stored: one error)."""
+    try:
+        session.flush()
+    except IdsvcError as exc:
+        if exc.code not in MACHINE_FAILURES or not session.stored_any:
+            raise
+        log.info("enroll stopped after storing %d templates: %s", sum(len(r.accepted) for r in
+                                                                      session.results.values()), exc.message)
+        session.stop(exc)
+
+
+def _save_index(session: _Session) -> None:
+    """Save the index after the commits. The registry is the truth: when the index cannot be written (a full disk),
+    the templates are stored all the same, the answer says the index is behind, and the next search or ``doctor``
+    catches it up from the registry."""
+    try:
+        session.home.index.save(session.index)
+    except IdsvcError as exc:
+        if exc.code not in MACHINE_FAILURES:
+            raise
+        log.info("templates stored; the index could not be saved (%s) and catches up on the next search",
+                    exc.message)
+        session.index_behind = True
 
 
 def enroll(home: Home, name: str, images: Sequence[ImageInput], progress: Progress | None = None, *,

@@ -43,8 +43,8 @@ def copy_home(source: Home, target: Home, *, batch: int = 200,
             return row["crop_path"]
         dst = target.crops.path(row["id"])
         dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(str(row["crop_path"]), dst)
-        return str(dst)
+        shutil.copyfile(str(source.crops.resolve(row["crop_path"])), dst)
+        return target.crops.ref(row["id"])
 
     total = source.registry.counts()["templates"]
     if progress:

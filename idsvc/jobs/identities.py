@@ -62,6 +62,9 @@ def show_identity(home: Home, name: str, *, server_paths: bool = True) -> Identi
     if not server_paths:
         templates = [t.model_copy(update={"source_path": _file_name(t.source_path), "crop_path": None})
                      for t in templates]
+    else:  # recorded relative to the home (which may have moved); an operator wants the file
+        templates = [t.model_copy(update={"crop_path": str(home.crops.resolve(t.crop_path))}) if t.crop_path else t
+                     for t in templates]
     return IdentityDetail(**dict(ident), template_list=templates)
 
 

@@ -5,8 +5,10 @@ the same one (its sha256 matches). ``reindex --model`` and ``doctor --fix`` use 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -16,6 +18,10 @@ from idsvc.storage.crops import CROP_SIZE, CropStore
 if TYPE_CHECKING:  # the face pipeline imports OpenCV and torch: loaded where a crop is made, not by every command
     from idsvc.faces.align import Aligned
     from idsvc.faces.reader import FaceReader
+    from idsvc.storage.registry import Registry
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def stored_landmarks(aligned: Aligned) -> list[list[float]]:
@@ -28,6 +34,34 @@ def save_crops(crops: CropStore, by_id: dict[int, np.ndarray]) -> dict[int, str]
     from idsvc.faces.align import resize_crop
 
     return crops.save({tid: resize_crop(crop, CROP_SIZE) for tid, crop in by_id.items()})
+
+
+def written_in_transaction(crops: CropStore, registry: Registry, write: Callable[[T], dict[int, str]],
+                           ) -> tuple[Callable[[T], dict[int, str]], Callable[[], None]]:
+    """(``store_crops``, ``undo``) for a registry transaction that writes crops inside it: ``undo()``, called when the
+    transaction failed, removes the crops it wrote for templates the registry does not hold — a failed enroll leaves
+    no orphan crop on a full disk. When the registry cannot say (the database went away during the commit, so the
+    templates may be stored), the crops stay: an orphan is harmless and ``doctor --fix`` sweeps it; a lost crop is
+    not."""
+    written: dict[int, str] = {}
+
+    def store(ids: T) -> dict[int, str]:
+        refs = write(ids)
+        written.update(refs)
+        return refs
+
+    def undo() -> None:
+        if not written:
+            return
+        try:
+            kept = registry.existing_template_ids(list(written))
+        except IdsvcError as exc:
+            log.warning("cannot tell which of %d crops were committed (%s); left for doctor --fix", len(written),
+                        exc.code)
+            return
+        crops.delete([ref for tid, ref in written.items() if tid not in kept])
+
+    return store, undo
 
 
 def crop_for(crops: CropStore, row: dict[str, Any], reader: FaceReader, size: int = CROP_SIZE) -> Aligned:

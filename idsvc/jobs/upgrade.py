@@ -48,7 +48,10 @@ def upgrade_model(home: Home, path: Path, progress: Callable[..., None] | None =
         crash_point("upgrade.embedded")
         if progress:
             progress(len(part))
-    moved = registry.switch_model(new.version, str(Path(str(new.path)).resolve()))
+    checkpoint = Path(str(new.path)).resolve()
+    home_dir = settings.home.resolve()  # a checkpoint kept in the home is recorded relative to it (homes move)
+    moved = registry.switch_model(new.version, str(checkpoint.relative_to(home_dir)
+                                                   if checkpoint.is_relative_to(home_dir) else checkpoint))
     home.model.switch(new)
     home.index.forget()
     log.info("switched %d templates from %s to %s (%d re-embedded, %d resumed) in %.2f s", moved, old_versions,

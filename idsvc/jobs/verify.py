@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from idsvc.errors import IdsvcError, short_path
-from idsvc.faces.images import ImageInput, is_file, source_name
+from idsvc.errors import IdsvcError
+from idsvc.faces.images import ImageInput, refused, source_name
 from idsvc.home import Home
 from idsvc.jobs.identities import name_key
 from idsvc.jobs.thresholds import resolve_threshold
@@ -18,10 +18,11 @@ Pair = tuple[ImageInput, ImageInput]
 
 def require_files(*images: ImageInput) -> None:
     """Refuse a missing file before any model loads (a typo should not cost the model's load time).
-    Raises ``file_not_found``."""
+    Raises ``file_not_found``, ``file_unreadable``."""
     for image in images:
-        if not isinstance(image, tuple) and not is_file(Path(image)):
-            raise IdsvcError("file_not_found", f"{short_path(image)}: no such file", path=str(image))
+        problem = None if isinstance(image, tuple) else refused(Path(image))
+        if problem is not None:
+            raise problem
 
 
 def read_pairs_file(path: Path) -> list[tuple[str, str]]:
@@ -82,7 +83,7 @@ def verify_identity(home: Home, image: ImageInput, name: str, *, threshold: floa
     name = name_key(name)
     thr, source = resolve_threshold(home, threshold)
     version = home.model.version
-    vecs, others = home.registry.identity_embeddings(name, version)
+    vecs, others = home.registry.identity_embeddings(name, version, home.model.dim)
     if not len(vecs):
         raise IdsvcError("model_mismatch", f"{name!r} has no templates for model {version} (only "
                          f"{', '.join(others) or 'none'}); run `idsvc reindex --model`", name=name)

@@ -44,9 +44,11 @@ class EnrollResult(Result):
     identity: str
     created: bool
     model_version: str
-    accepted: list[Accepted]
+    accepted: list[Accepted] = Field(description="photos stored now, each with its template id")
     rejected: list[Rejected]
     skipped: list[Skipped]
+    index_behind: bool = Field(default=False, description="the accepted templates are stored, but the vector index "
+                               "could not be saved (a full disk): the next search catches it up from the registry")
 
 
 class BulkEnrollResult(Result):

@@ -217,10 +217,14 @@ class FaissIndex:
 def _atomic_write(path: Path, data: bytes) -> None:
     """Temp file (``.NAME.PID.tmp``: ``doctor`` knows a dead writer's leftovers by it), fsync, rename, fsync dir."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError:  # a full disk: leave no half-written temp file behind
+        tmp.unlink(missing_ok=True)
+        raise
     crash_point("index.temp_written")
     os.replace(tmp, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from idsvc.errors import IdsvcError
+from idsvc.errors import IdsvcError, from_write_error
 from idsvc.settings import Settings
 from idsvc.storage.registry import UNINDEXED
 from idsvc.storage.vectors import BEHIND, ActiveVersion, OpenIndex, Problem, RegistryRef, catch_up, id_problems
@@ -64,7 +64,7 @@ class FaissStore:
         t0 = time.perf_counter()
         version, dim = self.model.version, self.model.dim
         kind = kind or self.settings.index_kind
-        parts = list(self.registry.iter_embeddings(version))
+        parts = list(self.registry.iter_embeddings(version, dim))
         ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
         vecs = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, dim), np.float32)
         if kind != "flat" and len(ids) < 1000:
@@ -233,7 +233,7 @@ class FaissStore:
         try:
             manifest = index.save(d, self.model.version, generation)
         except OSError as exc:
-            raise IdsvcError("home_unwritable", f"cannot write the index in {d}: {exc.strerror}") from None
+            raise from_write_error(exc, f"cannot write the index in {d}") from None
         self._open = OpenIndex(index, manifest, (d / "manifest.json").stat().st_mtime, False, generation)
         if verify and self.check(index, manifest):
             self.save(self.build(), verify=False)

@@ -166,7 +166,7 @@ class MilvusStore:
             self.client.drop_collection(name)
         self._loaded.discard(name)
         index = self._index()
-        for ids, vecs in self.registry.iter_embeddings(self.model.version):
+        for ids, vecs in self.registry.iter_embeddings(self.model.version, self.model.dim):
             index.add(ids, vecs)
         log.info("built Milvus collection %s in %.2f s", name, time.perf_counter() - t0)
         return index

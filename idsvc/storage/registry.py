@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,13 +24,15 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, insert, select, update
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 
 from idsvc.crash import crash_point
-from idsvc.errors import IdsvcError
+from idsvc.errors import IdsvcError, is_disk_full
 from idsvc.results import ApiKey, Caller, Identity, StoredThreshold, Template
 from idsvc.settings import packaged
 from idsvc.storage import schema as t
+from idsvc.storage.vector_checks import as_matrix, vector_problems
 
 MIGRATIONS = packaged("idsvc.migrations", "migrations")
 GENERATION = "vectors_generation"
@@ -51,10 +55,6 @@ def to_blob(vec: np.ndarray) -> bytes:
     return np.asarray(vec, dtype="<f4").tobytes()
 
 
-def from_blobs(blobs: list[bytes], dim: int) -> np.ndarray:
-    if not blobs:
-        return np.zeros((0, dim), dtype=np.float32)
-    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
 
 
 @dataclass
@@ -98,6 +98,46 @@ def make_engine(url: str) -> Engine:
 
 
 def _make_engine(url: str) -> Engine:
+    engine = _new_engine(url)
+    event.listen(engine, "handle_error", _translate_error)
+    return engine
+
+
+def _translate_error(ctx: ExceptionContext) -> BaseException | None:
+    """Database failures that are the machine's, not ours, as the stable codes every skin knows: a full disk under
+    the database is ``disk_full``; a database that cannot be reached (refused, dropped, shut down — or a SQLite file
+    that cannot be opened) is ``database_unavailable``. The transaction they interrupted was rolled back, so nothing
+    is half-written. Constraint violations and our own SQL mistakes stay as they are."""
+    exc = ctx.original_exception
+    if is_disk_full(exc) or _sqlite_out_of_room(ctx):
+        return IdsvcError("disk_full", "the registry database cannot be written: no space left on the device")
+    if ctx.is_disconnect or (isinstance(ctx.sqlalchemy_exception, (OperationalError, InterfaceError)) and (
+            ctx.connection is None or _UNREACHABLE.search(str(exc)))):
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        return IdsvcError("database_unavailable", f"the registry database cannot be reached: {reason}")
+    return None
+
+
+def _sqlite_out_of_room(ctx: ExceptionContext) -> bool:
+    """SQLite says "disk I/O error", not "disk full", when it cannot grow its shared-memory file (``-shm``) on a full
+    device; the device's free space tells the two apart."""
+    url = ctx.engine.url if ctx.engine is not None else None
+    if url is None or url.get_backend_name() != "sqlite" or "disk i/o error" not in str(ctx.original_exception).lower():
+        return False
+    try:
+        st = os.statvfs(Path(url.database or ".").parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
+
+
+#: Driver messages of a database that went away mid-session (psycopg, SQLite).
+_UNREACHABLE = re.compile(r"server closed|terminating connection|connection (refused|reset|is closed|timed out)|"
+                          r"could not connect|shutting down|unable to open database|disk i/o error|no such host",
+                          re.IGNORECASE)
+
+
+def _new_engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 60})
@@ -307,9 +347,10 @@ class Registry:
         with self.engine.connect() as conn:
             return np.fromiter((r[0] for r in conn.execute(q)), dtype=np.int64)
 
-    def iter_embeddings(self, model_version: str, batch: int = 50_000,
+    def iter_embeddings(self, model_version: str, dim: int, batch: int = 50_000,
                         ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(ids (n,) int64, vectors (n, D) float32) in id order, streamed so a million rows fit in memory."""
+        """(ids (n,) int64, vectors (n, dim) float32) in id order, streamed so a million rows fit in memory. Raises
+        ``vectors_invalid`` at a batch holding a vector search cannot use (``idsvc.storage.vector_checks``)."""
         last = -1
         while True:
             q = (select(t.templates.c.id, t.templates.c.embedding, t.templates.c.dim)
@@ -319,15 +360,48 @@ class Registry:
                 rows = conn.execute(q).all()
             if not rows:
                 return
-            dim = rows[0].dim
-            yield np.array([r.id for r in rows], dtype=np.int64), from_blobs([r.embedding for r in rows], dim)
+            ids = [r.id for r in rows]
+            yield np.array(ids, dtype=np.int64), as_matrix(ids, [r.embedding for r in rows], dim)
             last = rows[-1].id
+
+    def vector_problems(self, version: str, dim: int, batch: int = 50_000) -> dict[str, list[tuple[int, str]]]:
+        """``{model version: [(template id, what is wrong)]}`` for every stored vector search could not use: the
+        active ``version``'s at its ``dim``, other versions' (awaiting ``reindex --model``) at their recorded one."""
+        out: dict[str, list[tuple[int, str]]] = {}
+        last = -1
+        while True:
+            q = (select(t.templates.c.id, t.templates.c.embedding, t.templates.c.dim, t.templates.c.model_version)
+                 .where(t.templates.c.id > last).order_by(t.templates.c.id).limit(batch))
+            with self.engine.connect() as conn:
+                rows = conn.execute(q).all()
+            if not rows:
+                return {v: found for v, found in out.items() if found}
+            for v in {r.model_version for r in rows}:
+                mine = [r for r in rows if r.model_version == v]
+                want = dim if v == version else mine[0].dim
+                out.setdefault(v, []).extend(vector_problems([r.id for r in mine], [r.embedding for r in mine], want))
+            last = rows[-1].id
+
+    def set_embeddings(self, vectors: dict[int, np.ndarray]) -> None:
+        """Replace templates' vectors (doctor's repair of a bad vector: re-embedded from its crop), one transaction."""
+        with self.engine.begin() as conn:
+            for tid, vec in vectors.items():
+                conn.execute(update(t.templates).where(t.templates.c.id == tid).values(
+                    embedding=to_blob(vec), dim=int(vec.shape[0])))
+            self._changed(conn)
+
+    def existing_template_ids(self, ids: list[int]) -> set[int]:
+        """Which of ``ids`` are stored (after a failed write: were they committed?)."""
+        if not ids:
+            return set()
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(select(t.templates.c.id).where(t.templates.c.id.in_(ids)))}
 
     def embeddings_by_id(self, ids: list[int]) -> dict[int, tuple[str, np.ndarray]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.templates.c.id, t.templates.c.embedding, t.templates.c.dim,
                                        t.templates.c.model_version).where(t.templates.c.id.in_(ids))).all()
-        return {r.id: (r.model_version, from_blobs([r.embedding], r.dim)[0]) for r in rows}
+        return {r.id: (r.model_version, as_matrix([r.id], [r.embedding], r.dim)[0]) for r in rows}
 
     def identity_of_templates(self, ids: list[int] | None = None) -> dict[int, tuple[int, str]]:
         """{template id: (identity id, identity name)} for ``ids``, or for every template when ``ids`` is None."""
@@ -340,16 +414,16 @@ class Registry:
         with self.engine.connect() as conn:
             return {r.id: (r.iid, r.name) for r in conn.execute(q)}
 
-    def identity_embeddings(self, name: str, model_version: str) -> tuple[np.ndarray, list[str]]:
-        """(n, D) vectors of this identity for this model version, and the versions of any others it has."""
+    def identity_embeddings(self, name: str, model_version: str, dim: int) -> tuple[np.ndarray, list[str]]:
+        """(n, dim) vectors of this identity for this model version, and the versions of any others it has. Raises
+        ``vectors_invalid``."""
         with self.engine.connect() as conn:
             ident = self._identity_id(conn, name)
-            rows = conn.execute(select(t.templates.c.embedding, t.templates.c.dim, t.templates.c.model_version)
+            rows = conn.execute(select(t.templates.c.id, t.templates.c.embedding, t.templates.c.model_version)
                                 .where(t.templates.c.identity_id == ident)).all()
         mine = [r for r in rows if r.model_version == model_version]
         others = sorted({r.model_version for r in rows if r.model_version != model_version})
-        dim = mine[0].dim if mine else 0
-        return from_blobs([r.embedding for r in mine], dim), others
+        return as_matrix([r.id for r in mine], [r.embedding for r in mine], dim), others
 
     def counts(self) -> dict[str, Any]:
         with self.engine.connect() as conn:
