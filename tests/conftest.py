@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,11 +32,32 @@ SAMPLES = SHARED_DATA / "samples"
 BACKEND = os.environ.get("IDSVC_TEST_BACKEND", "sqlite-faiss")
 
 
+#: Variables the tests themselves read; every other ``IDSVC_*`` is cleared for the run (a developer's ``IDSVC_DB`` must
+#: not point the tests at a real database, nor ``IDSVC_MODEL`` change what they measure).
+TEST_VARIABLES = {"IDSVC_TEST_BACKEND", "IDSVC_RECORD_ANSWERS"}
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    for name in [k for k in os.environ if k.startswith("IDSVC_") and k not in TEST_VARIABLES]:
+        del os.environ[name]
+    # Derived model files (ONNX exports) are cached per user, keyed by the weights: a regression in the export would
+    # pass on any machine that ran the suite before. The run gets its own cache (subprocesses inherit it).
+    cache = tempfile.mkdtemp(prefix="idsvc-test-cache-")
+    config.stash[CACHE_KEY] = cache
+    os.environ["XDG_CACHE_HOME"] = cache
     if not SHARED_DATA.is_dir():
         raise pytest.UsageError(f"the shared photo data is missing: {SHARED_DATA}")
     if BACKEND not in ("sqlite-faiss", "postgres-milvus"):
         raise pytest.UsageError(f"IDSVC_TEST_BACKEND={BACKEND}: use sqlite-faiss or postgres-milvus")
+
+
+CACHE_KEY = pytest.StashKey[str]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    cache = config.stash.get(CACHE_KEY, None)
+    if cache:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -85,6 +85,11 @@ def _encode(img: Image.Image, fmt: str, **kw: Any) -> bytes:
     return buf.getvalue()
 
 
+#: How a camera stores pixels that EXIF orientation N turns upright (the inverse of the turn the tag asks for).
+STORED_AS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
+             8: Image.Transpose.ROTATE_270}
+
+
 def corpus() -> list[tuple[str, bytes, bool]]:
     """(name, bytes, bad): bad inputs made from real LFW photos, plus odd-but-valid variants (modes, EXIF) that must
     never fail internally either. ``bad`` ones must be refused by enroll."""
@@ -114,10 +119,13 @@ def corpus() -> list[tuple[str, bytes, bool]]:
         img = face.convert("L").convert("I;16") if mode == "I;16" else face.convert(mode)
         items.append((f"face-{mode.replace(';', '')}.{'jpg' if mode == 'CMYK' else 'png'}",
                       _encode(img, "JPEG" if mode == "CMYK" else "PNG"), False))
-    for orientation in (0, 2, 5, 8, 9, 255, 65535):  # EXIF orientation, in range and out of it
+    for orientation in (0, 2, 5, 6, 8, 9, 255, 65535):  # EXIF orientation, in range and out of it
         exif = Image.Exif()
         exif[0x0112] = orientation
-        items.append((f"exif-orientation-{orientation}.jpg", _encode(face, "JPEG", exif=exif.tobytes()), False))
+        # as a camera writes it: the pixels as the sensor saw them, the tag saying how to turn them upright (an
+        # out-of-range tag means nothing, so those pixels are upright already)
+        stored = face.transpose(STORED_AS[orientation]) if orientation in STORED_AS else face
+        items.append((f"exif-orientation-{orientation}.jpg", _encode(stored, "JPEG", exif=exif.tobytes()), False))
     celeb = sorted((CELEBA / "7206").glob("*.jpg"))[0].read_bytes()
     for frac in (0.0005, 0.002, 0.02, 0.15, 0.25, 0.4, 0.6, 0.75, 0.85, 0.97, 0.99, 0.999):
         items.append((f"cut-celeba-{frac}.jpg", celeb[:int(len(celeb) * frac)], True))
@@ -165,9 +173,13 @@ def test_a_corpus_of_bad_inputs_changes_nothing_and_never_fails_internally(tmp_p
     r = cli(home, "search", "--jsonl", str(folder))
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(lines) == len(items) and r.returncode in (1, 2)
+    valid = {name for name, _, bad in items if not bad}
     for line in lines:
         code = line.get("error", {}).get("code", "answered")
         assert code != "internal", line
+        if Path(line["path"]).name in valid:  # a real face in an odd mode or container, upright as displayed
+            assert line.get("identity") == "Tony Blair", line
+            code = "found"
         codes[f"cli-search:{code}"] += 1
 
     # CLI: hostile names, file-system oddities, options out of range — one call each
@@ -182,11 +194,15 @@ def test_a_corpus_of_bad_inputs_changes_nothing_and_never_fails_internally(tmp_p
     (odd / "dangling.jpg").symlink_to(odd / "gone.jpg")
     os.mkfifo(odd / "fifo.jpg")
     (odd / "file.jpg").write_bytes(b"x")
-    for path in ("dir.jpg", "loop.jpg", "dangling.jpg", "fifo.jpg", "file.jpg/inner.jpg", "x" * 300 + ".jpg",
-                 "nul\udcffbyte.jpg"):
+    # what docs/reliability.md promises: nothing there to read is file_not_found; a name the OS refuses (a loop,
+    # too long) is file_unreadable
+    expected = {"dir.jpg": "file_not_found", "loop.jpg": "file_unreadable", "dangling.jpg": "file_not_found",
+                "fifo.jpg": "file_not_found", "file.jpg/inner.jpg": "file_not_found",
+                "x" * 300 + ".jpg": "file_unreadable", "nul\udcffbyte.jpg": "file_not_found"}
+    for path, want in expected.items():
         for cmd in (("search",), ("enroll", "Nobody")):
             r = cli(home, "--json", *cmd, str(odd / path), timeout=60)
-            assert r.returncode == 2, (path, r.stdout, r.stderr)
+            assert r.returncode == 2 and code_of(r.stdout) == want, (path, r.stdout, r.stderr)
             codes[f"cli-fs:{code_of(r.stdout)}"] += 1
     for args in (("search", str(good), "--threshold", "nan"), ("search", str(good), "--threshold", "-5"),
                  ("search", str(good), "--top-k", "0"), ("verify", str(good), str(good), "--threshold", "inf"),
@@ -356,22 +372,35 @@ def test_a_60_second_soak_loses_and_duplicates_nothing(tmp_path):
     for t in threads:
         t.join()
     outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(procs), "a loop process died"
     server.send_signal(signal.SIGTERM)
     server.wait(timeout=60)
     reported: list[int] = list(api_ids)
-    counts = collections.Counter()
+    counts: collections.Counter[str] = collections.Counter()
+    exits: collections.Counter[tuple[str, int]] = collections.Counter()
     for out in outputs:
         for line in out.splitlines():
-            kind, value = line.split(" ", 1)
+            kind, rc, *rest = line.split(" ")
             counts[kind] += 1
+            exits[kind, int(rc)] += 1
             if kind == "enrolled":
-                reported.extend(json.loads(value))
+                reported.extend(json.loads(rest[0]))
+    # every run ended in an answer: stored (0), some photos rejected (2, CelebA has a few), the lock busy (4), or
+    # for a search "unknown" (1) — never an internal error (3) or a broken home (5)
+    allowed = {"enrolled": {0, 2, 4}, "searched": {0, 1, 4}, "reindexed": {0, 4}}
+    assert all(rc in allowed[kind] for kind, rc in exits), dict(exits)
     con = sqlite3.connect(home / "idsvc.db")
     stored = [r[0] for r in con.execute("select id from templates")]
     shas = [r[0] for r in con.execute("select image_sha256 from templates")]
     con.close()
     assert sorted(reported) == sorted(stored), "a template was lost, duplicated or stored unreported"
     assert len(set(shas)) == len(shas)
+    con = sqlite3.connect(home / "idsvc.db")
+    people_stored = {r[0] for r in con.execute("select distinct i.name from identities i join templates t on "
+                                               "t.identity_id = i.id")}
+    con.close()
+    # something was stored by every writer: "0 lost" of an empty store would prove nothing
+    assert sum(n.startswith("p_") for n in people_stored) >= 4 and api_ids, (people_stored, len(api_ids))
     cli(home, "search", probes[0])
     doc = json.loads(cli(home, "--json", "doctor").stdout)
     st = json.loads(cli(home, "--json", "status").stdout)
@@ -380,7 +409,8 @@ def test_a_60_second_soak_loses_and_duplicates_nothing(tmp_path):
     lat = sorted(latencies)
     p50, p95 = statistics.median(lat) * 1000, lat[int(len(lat) * 0.95)] * 1000
     print(f"\nsoak {SOAK_S} s: {len(stored)} templates stored = reported, 0 lost, 0 duplicated; "
-          f"CLI runs {dict(counts)}; API {sum(api_codes.values())} requests {dict(api_codes)}, "
+          f"CLI runs {dict(counts)}, exits {dict(sorted(exits.items()))}; "
+          f"API {sum(api_codes.values())} requests {dict(api_codes)}, "
           f"p50 {p50:.0f} ms, p95 {p95:.0f} ms")
 
 
@@ -394,19 +424,15 @@ while time.time() < stop_at:
         root, people = sys.argv[3], sys.argv[4:]
         person = people[i % len(people)]
         r = subprocess.run(cmd + ["enroll", "p_" + person, f"{root}/{person}"], capture_output=True, text=True)
-        if r.stdout.strip():
-            doc = json.loads(r.stdout)
-            print("enrolled", json.dumps([a["template_id"] for a in doc.get("accepted", [])]), flush=True)
-        else:
-            print("failed", r.returncode, flush=True)
+        doc = json.loads(r.stdout) if r.stdout.strip() else {}
+        ids = [a["template_id"] for a in doc.get("accepted", [])]
+        print("enrolled", r.returncode, json.dumps(ids), doc.get("error", {}).get("code", "-"), flush=True)
     elif kind == "search":
         r = subprocess.run(cmd + ["search", sys.argv[3]], capture_output=True, text=True)
         print("searched", r.returncode, flush=True)
-        assert r.returncode in (0, 1, 4), r.stderr
     else:
         r = subprocess.run(cmd + ["reindex"], capture_output=True, text=True)
         print("reindexed", r.returncode, flush=True)
-        assert r.returncode in (0, 4), r.stderr
         time.sleep(2)
     i += 1
 '''

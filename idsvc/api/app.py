@@ -78,7 +78,20 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
     os.environ["IDSVC_DEVICE"] = settings.device
     with metrics_dir(workers):
         uvicorn.run("idsvc.api:app_factory", factory=True, host=host, port=port, workers=workers,
-                    log_level="info", access_log=True)
+                    log_level="info", access_log=True, log_config=log_config())
+
+
+def log_config() -> dict[str, object]:
+    """uvicorn's logging, each access line naming the worker process that answered (``[PID]``): with ``--workers N``
+    an operator can tell which worker served a request, and match it to that worker's error log."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    access = config["formatters"]["access"]
+    access["fmt"] = "%(levelprefix)s [%(process)d] " + access["fmt"].removeprefix("%(levelprefix)s ")
+    return config
 
 
 @contextmanager
