@@ -195,8 +195,8 @@ def test_a_corpus_of_bad_inputs_changes_nothing_and_never_fails_internally(tmp_p
     os.mkfifo(odd / "fifo.jpg")
     (odd / "file.jpg").write_bytes(b"x")
     # what docs/reliability.md promises: nothing there to read is file_not_found; a name the OS refuses (a loop,
-    # too long) is file_unreadable
-    expected = {"dir.jpg": "file_not_found", "loop.jpg": "file_unreadable", "dangling.jpg": "file_not_found",
+    # too long) is file_unreadable; a folder (even one named .jpg) is searched for photos, and this one has none
+    expected = {"dir.jpg": "invalid_argument", "loop.jpg": "file_unreadable", "dangling.jpg": "file_not_found",
                 "fifo.jpg": "file_not_found", "file.jpg/inner.jpg": "file_not_found",
                 "x" * 300 + ".jpg": "file_unreadable", "nul\udcffbyte.jpg": "file_not_found"}
     for path, want in expected.items():
@@ -426,7 +426,8 @@ while time.time() < stop_at:
         r = subprocess.run(cmd + ["enroll", "p_" + person, f"{root}/{person}"], capture_output=True, text=True)
         doc = json.loads(r.stdout) if r.stdout.strip() else {}
         ids = [a["template_id"] for a in doc.get("accepted", [])]
-        print("enrolled", r.returncode, json.dumps(ids), doc.get("error", {}).get("code", "-"), flush=True)
+        print("enrolled", r.returncode, json.dumps(ids, separators=(",", ":")), doc.get("error", {}).get("code", "-"),
+              flush=True)
     elif kind == "search":
         r = subprocess.run(cmd + ["search", sys.argv[3]], capture_output=True, text=True)
         print("searched", r.returncode, flush=True)
