@@ -59,6 +59,7 @@ CODES: dict[str, Mapping] = {
     # busy: try again later
     "busy": Mapping(EXIT_BUSY, 503, "another process holds the write lock"),
     "timeout": Mapping(EXIT_BUSY, 504, "the request took longer than its limit"),
+    "overloaded": Mapping(EXIT_BUSY, 503, "the server's queue for this worker is full: try again shortly"),
     # state / configuration: the home needs an operator's hand
     "invalid_config": Mapping(EXIT_STATE, 500, "a setting (flag or IDSVC_* variable) is invalid"),
     "database_unavailable": Mapping(EXIT_STATE, 503, "the registry database cannot be opened or reached"),

@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     cpu_runtime: Literal["auto", "onnxruntime", "onnxruntime-int8", "torch"] = "auto"
     api_failed_auth_per_minute: int = Field(30, ge=1)  # per client address, before it is refused with 429
     api_request_timeout_s: float = Field(60.0, gt=0)
+    # Requests that use the models, waiting or running, per worker; one more is answered 503 ``overloaded`` at once.
+    api_queue: int = Field(32, ge=1)
 
     lock_timeout_s: float = Field(600.0, ge=0)  # how long a writer waits for another writer
 

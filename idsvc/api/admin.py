@@ -40,7 +40,7 @@ async def ready(request: Request) -> Ready:
 async def status(request: Request, key: Reader) -> Status:
     """Counts, the active model, the threshold and whether the index agrees with the registry (server paths and
     the database URL for admin keys only)."""
-    return await call(request, lambda s: s.status(server_paths=key.scope == "admin"))
+    return await call(request, lambda s: s.status(server_paths=key.scope == "admin"), model=False)
 
 
 @router.post("/reindex", response_model=Reindexed, responses=responses(*COMMON, *AUTHED, *WRITES))

@@ -34,7 +34,8 @@ async def enroll_each(request: Request, files: Photos, _: Writer, aligned: Align
     """Enroll many identities at once (``idsvc enroll --each``): name each file ``PERSON/PHOTO.jpg`` (a browser
     uploading a folder of people folders does). A file without a valid person folder is rejected in ``unnamed``."""
     imgs = [await image(f) for f in files]
-    result = await call(request, lambda s: s.enroll_each(imgs, aligned=aligned, atomic=True))
+    result = await call(request, lambda s: s.enroll_each(imgs, aligned=aligned, atomic=True),
+                        model=False, queued=True)
     for each in result.identities:
         metrics.enrolled(each)
     return result

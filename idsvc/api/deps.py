@@ -1,14 +1,19 @@
-"""Per-app state and the dependencies every route shares: key check with scope and rate limit, the model lock and
-the time limit. Within a worker process requests are serialised (the models are not shared across threads); run
-``--workers N`` for parallel reads. Writes from any process are serialised by the home's write lock, and each request
-sees index changes made elsewhere (the manifest is re-checked on every search)."""
+"""Per-app state and the dependencies every route shares: key check with scope and rate limit, the worker's queue,
+the model lock and the time limit.
+
+Within a worker process, model work is serialised (``Home.busy``: the networks and the in-memory index are not
+shared across threads); run ``--workers N`` for parallel reads. Routes that need no model (listings, status,
+renames, deletes) never take that lock; an enroll takes it only while it detects and embeds, and again briefly to
+store, after it has the home's write lock — so no request holds the models while it waits for another writer. Writes
+from any process are serialised by the write lock, and each request sees index changes made elsewhere (the manifest
+is re-checked on every search). Requests that use the models are counted per worker: past ``IDSVC_API_QUEUE`` the
+next one is answered 503 ``overloaded`` with ``Retry-After`` at once, instead of waiting towards a 504."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from fastapi import Depends, Request, UploadFile
@@ -17,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from idsvc import cancel
 from idsvc.api.limits import RateLimiter
 from idsvc.cancel import Cancellation, checkpoint
+from idsvc.errors import IdsvcError
 from idsvc.jobs.keys import require_scope
 from idsvc.results import Caller
 from idsvc.service import Service
@@ -30,7 +36,7 @@ class ApiState:
     settings: Settings
     service: Service
     limiter: RateLimiter
-    model_lock: threading.Lock = field(default_factory=threading.Lock)
+    queued: int = 0  # requests that use the models, waiting or running (changed only on the event loop's thread)
 
 
 def state(request: Request) -> ApiState:
@@ -59,27 +65,44 @@ def scope(needed: str) -> Callable[..., Caller]:
     return dep
 
 
-async def call(request: Request, fn: Callable[[Service], T]) -> T:
-    """Run ``fn(service)`` in a worker thread under the model lock, within the request time limit (``timeout``).
+async def call(request: Request, fn: Callable[[Service], T], *, model: bool = True, queued: bool | None = None) -> T:
+    """Run ``fn(service)`` in a worker thread within the request time limit (``timeout``), counted from arrival.
+    ``model``: hold the worker's model lock throughout (searches, verifies, detects, embeds); a write route passes
+    False and its job takes the lock itself, only around its model work. ``queued`` (default: ``model``): count the
+    request against the worker's queue, refusing it with ``overloaded`` when the queue is full.
 
     Past the limit the work is cancelled and waited for (see ``idsvc.cancel``): a 504 means nothing was committed, and
     the thread has let go of the model lock before the 504 is sent, so the next request is not stuck behind it."""
     st = state(request)
+    counted = model if queued is None else queued
+    if counted and st.queued >= st.settings.api_queue:
+        raise IdsvcError("overloaded", f"this worker has {st.queued} requests waiting or running (IDSVC_API_QUEUE="
+                         f"{st.settings.api_queue}); try again shortly", retry_after=1)
     limit = st.settings.api_request_timeout_s
     token = Cancellation(limit)
+    busy = st.service.home.busy
 
-    def locked() -> T:
-        with st.model_lock:
+    def run() -> T:
+        if not model:
+            checkpoint()
+            return fn(st.service)
+        with busy:
             checkpoint()  # cancelled while queued behind another request: do not start
             return fn(st.service)
 
     cancel.current.set(token)  # copied into the worker thread's context by to_thread
-    work = asyncio.ensure_future(asyncio.to_thread(locked))
+    if counted:
+        st.queued += 1
     try:
-        return await asyncio.wait_for(asyncio.shield(work), limit)
-    except TimeoutError:
-        token.cancel()
-        return await work  # stops at its next checkpoint (504, nothing stored) or finishes a begun commit
+        work = asyncio.ensure_future(asyncio.to_thread(run))
+        try:
+            return await asyncio.wait_for(asyncio.shield(work), limit)
+        except TimeoutError:
+            token.cancel()
+            return await work  # stops at its next checkpoint (504, nothing stored) or finishes a begun commit
+    finally:
+        if counted:
+            st.queued -= 1
 
 
 async def image(upload: UploadFile) -> tuple[bytes, str]:

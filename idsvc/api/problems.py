@@ -27,7 +27,7 @@ PROBLEM_JSON = "application/problem+json"
 _STARLETTE_CODES = {404: "route_not_found", 405: "method_not_allowed", 413: "too_large"}
 #: Seconds a client should wait before it tries again, for the failures that pass by themselves (the server keeps
 #: reconnecting to its database; a writer lets go of the lock).
-RETRY_AFTER_S = {"database_unavailable": 5, "busy": 2, "not_ready": 5, "schema_outdated": 30}
+RETRY_AFTER_S = {"database_unavailable": 5, "busy": 2, "not_ready": 5, "schema_outdated": 30, "overloaded": 1}
 
 
 def request_id(scope: Scope) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from idsvc.home.active_model import ActiveModel
+from idsvc.home.model_lock import ModelLock
 from idsvc.settings import Settings
 from idsvc.storage.backends import open_store
 from idsvc.storage.crops import CropStore
@@ -34,6 +35,11 @@ class Home:
         self.crops = CropStore(settings.home)
         self.index: VectorStore = open_store(settings, lambda: self.registry, self.lock, self.model)
         self.owners = Owners(lambda: self.registry)
+        #: Held while this process uses the models or changes the in-memory index (the networks and the FAISS object
+        #: are not shared across threads), requests before a long job's next step (``ModelLock``). Lock order: the
+        #: write lock first, then this — never wait for the write lock while holding it, so a writer waiting for
+        #: another process never stalls this process's readers.
+        self.busy = ModelLock()
 
     @property
     def registry(self) -> Registry:

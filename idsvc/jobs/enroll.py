@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,6 +44,9 @@ Item = tuple[str, Callable[[], LoadedImage]]
 #: on a second thread while this one is embedded and stored was measured no faster on 2 cores, which the two halves
 #: already keep busy (docs/benchmarks.md).
 DETECT_EVERY = 16
+#: Photos detected, or crops embedded, in one step of an HTTP enroll (``ModelLock.step``): a search that arrives
+#: meanwhile waits for one step (~0.1 s on 2 cores), not for the whole request.
+STEP = 2
 
 
 @dataclass
@@ -69,7 +72,7 @@ class _Session:
 
     def __init__(self, home: Home, names: list[str], aligned: bool) -> None:
         self.home, self.aligned = home, aligned
-        self.index = home.index.open().index
+        self.index: Any = None  # opened under the write lock, where it is changed
         self.results = {n: _Result(n, home.registry.has_identity(n)) for n in names}
         self.seen: dict[str, str] = {}  # sha256 → the identity it was given for in this call
         self.waiting: list[tuple[str, str, LoadedImage]] = []  # read, not yet detected
@@ -111,15 +114,24 @@ class _Session:
                 self.pending.append((name, src, image, fc))
         self.waiting.clear()
 
-    def flush(self) -> None:
-        """Embed every pending crop in one pass; store them in one transaction, crops inside it."""
+    def embed(self) -> np.ndarray:
+        """Every pending crop's vector, in one encoder pass."""
+        return self.home.model.pipeline.embed([fc.aligned for *_, fc in self.pending])
+
+    def flush(self, vecs: np.ndarray | None = None) -> None:
+        """Store the pending crops (embedded now, or ``vecs`` from ``embed``) in one transaction, crops inside it;
+        under the write lock. A photo another writer stored since it was read is skipped or refused as it would have
+        been then."""
         from idsvc.storage.registry import NewTemplate
 
         if not self.pending:
             return
         home, version = self.home, self.home.model.version
-        vecs = home.model.pipeline.embed([fc.aligned for *_, fc in self.pending])
+        vecs = self.embed() if vecs is None else vecs
         commit()  # past a timed-out request's last chance to stop (idsvc.cancel)
+        vecs = self._drop_stored_meanwhile(vecs)
+        if not self.pending:
+            return
         rows: dict[str, list[int]] = {}  # each identity's pending rows, identities in the order first given
         for i, (name, *_) in enumerate(self.pending):
             rows.setdefault(name, []).append(i)
@@ -144,6 +156,23 @@ class _Session:
                                                      quality=self.pending[i][3].quality.report())
                                             for tid, i in zip(group, mine)]
         self.pending.clear()
+
+    def _drop_stored_meanwhile(self, vecs: np.ndarray) -> np.ndarray:
+        owners = self.home.registry.enrolled_shas([img.sha256 for _, _, img, _ in self.pending])
+        if not owners:
+            return vecs
+        keep = []
+        for i, (name, src, img, _) in enumerate(self.pending):
+            owner = owners.get(img.sha256)
+            if owner is None:
+                keep.append(i)
+            elif owner == name:
+                self.results[name].skipped.append(Skipped(path=src, reason="already enrolled"))
+            else:
+                self.results[name].rejected.append(Rejected(path=src, code="already_enrolled", reason=f"{src}: "
+                                                            f"already enrolled as {owner!r}"))
+        self.pending = [self.pending[i] for i in keep]
+        return vecs[keep]
 
     def stop(self, exc: IdsvcError) -> None:
         """The machine failed under a flush (``MACHINE_FAILURES``): what was committed before stays accepted; the
@@ -199,25 +228,10 @@ def enroll_many(home: Home, groups: Sequence[tuple[str, Iterable[Item]]], progre
     Returns, per identity in order, accepted / rejected / skipped with one entry per photo."""
     names = [check_name(n) for n, _ in groups]
     t0 = time.perf_counter()
-    with home.lock.hold():
-        session = _Session(home, names, aligned)
-        for name, (_, items) in zip(names, groups):
-            for src, load in items:
-                if session.stopped is not None:  # the disk filled up (or the database went): say what was not stored
-                    session.results[name].rejected.append(_not_stored(src, session.stopped))
-                    continue
-                session.read(name, src, load)
-                if len(session.waiting) >= DETECT_EVERY:
-                    session.detect()
-                if commit_every is not None and len(session.pending) >= commit_every:
-                    _flush(session)
-                if progress:
-                    progress(1)
-        if session.stopped is None:
-            session.detect()
-            _flush(session)
-        if session.stored_any:
-            _save_index(session)
+    if commit_every is None:
+        session = _enroll_at_once(home, names, groups, progress, aligned)
+    else:
+        session = _enroll_in_batches(home, names, groups, progress, aligned, commit_every)
     results = [session.results[n].result(home.model.version, session.index_behind) for n in dict.fromkeys(names)]
     into = repr(results[0].identity) if len(results) == 1 else f"{len(results)} identities"
     log.info("enrolled %d images into %s (%d rejected, %d skipped) in %.2f s",
@@ -226,11 +240,68 @@ def enroll_many(home: Home, groups: Sequence[tuple[str, Iterable[Item]]], progre
     return results
 
 
-def _flush(session: _Session) -> None:
-    """``session.flush()``; a machine failure with templates already committed by this call stops the call (the
+def _enroll_at_once(home: Home, names: list[str], groups: Sequence[tuple[str, Iterable[Item]]],
+                    progress: Progress | None, aligned: bool) -> _Session:
+    """One transaction (an HTTP request): every photo read, detected and embedded first, with the models and without
+    the write lock; then, under the write lock, stored. A request waiting for another writer holds no model, so the
+    worker's searches go on meanwhile."""
+    session = _Session(home, names, aligned)
+    for name, (_, items) in zip(names, groups):
+        for src, load in items:
+            session.read(name, src, load)  # decoding needs no model
+            if len(session.waiting) >= STEP:
+                with home.busy.step():  # a waiting search goes first
+                    session.detect()
+            if progress:
+                progress(1)
+    with home.busy.step():
+        session.detect()
+    crops = [fc.aligned for *_, fc in session.pending]
+    parts = []
+    for i in range(0, len(crops), STEP):
+        with home.busy.step():
+            parts.append(home.model.pipeline.embed(crops[i:i + STEP]))
+    vecs = np.concatenate(parts) if parts else None
+    with home.lock.hold(), home.busy:
+        session.index = home.index.open().index
+        _flush(session, vecs)
+        if session.stored_any:
+            _save_index(session)
+    return session
+
+
+def _enroll_in_batches(home: Home, names: list[str], groups: Sequence[tuple[str, Iterable[Item]]],
+                       progress: Progress | None, aligned: bool, commit_every: int) -> _Session:
+    """A commit every ``commit_every`` photos (the CLI: a killed run keeps what it finished), under the write lock for
+    the whole run, one index save at the end."""
+    with home.lock.hold(), home.busy:
+        session = _Session(home, names, aligned)
+        session.index = home.index.open().index
+        for name, (_, items) in zip(names, groups):
+            for src, load in items:
+                if session.stopped is not None:  # the disk filled up (or the database went): say what was not stored
+                    session.results[name].rejected.append(_not_stored(src, session.stopped))
+                    continue
+                session.read(name, src, load)
+                if len(session.waiting) >= DETECT_EVERY:
+                    session.detect()
+                if len(session.pending) >= commit_every:
+                    _flush(session)
+                if progress:
+                    progress(1)
+        if session.stopped is None:
+            session.detect()
+            _flush(session)
+        if session.stored_any:
+            _save_index(session)
+    return session
+
+
+def _flush(session: _Session, vecs: np.ndarray | None = None) -> None:
+    """``session.flush(vecs)``; a machine failure with templates already committed by this call stops the call (the
     answer lists what was stored), and with none it is raised as it is (nothing was stored: one error)."""
     try:
-        session.flush()
+        session.flush(vecs)
     except IdsvcError as exc:
         if exc.code not in MACHINE_FAILURES or not session.stored_any:
             raise

@@ -85,7 +85,7 @@ def delete_identity(home: Home, name: str) -> DeletedIdentity:
     """Delete an identity, its templates and crops; their vectors are tombstoned in the saved index's manifest
     (no faiss needed, see ``FaissStore.delete_vectors``). Raises ``identity_not_found`` before touching anything."""
     name = name_key(name)
-    with home.lock.hold():
+    with home.lock.hold(), home.busy:  # (the write lock first: see Home.busy)
         home.registry.identity(name)
         agreed = home.index.agreed_ids()
         ids, crops = home.registry.delete_identity(name)
@@ -96,7 +96,7 @@ def delete_identity(home: Home, name: str) -> DeletedIdentity:
 
 
 def delete_template(home: Home, template_id: int) -> DeletedTemplate:
-    with home.lock.hold():
+    with home.lock.hold(), home.busy:
         agreed = home.index.agreed_ids()
         crop = home.registry.delete_template(template_id)
         crash_point("delete.committed")
