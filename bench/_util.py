@@ -51,3 +51,18 @@ def unit_vectors(n: int, d: int, seed: int = 0) -> np.ndarray:
     x = np.random.default_rng(seed).standard_normal((n, d), dtype=np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x
+
+
+def wait_ready(base: str, seconds: float = 300) -> bool:
+    """Poll ``base``/v1/ready until a server started by a bench answers 200 (its models loaded)."""
+    import httpx
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base}/v1/ready", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    return False

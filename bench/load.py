@@ -20,10 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._util import machine, table
+from bench._util import machine, table, wait_ready
 from idsvc.settings import SHARED_DATA, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,14 +82,8 @@ def run(photos: Path, workers: int, users: int, seconds: int) -> list[list[objec
     base = f"http://127.0.0.1:{port}"
     out = Path(tempfile.mkdtemp()) / "run"
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{base}/v1/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        if not wait_ready(base, 300):
+            raise SystemExit("the server did not become ready")
         locust = [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
                   "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--host", base, "--csv", str(out),
                   "--only-summary"]

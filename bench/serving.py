@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._util import machine, table
+from bench._util import machine, table, wait_ready
 from idsvc.settings import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,14 +61,8 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     h = {"Authorization": f"Bearer {key}"}
     try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{base}/v1/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        if not wait_ready(base, 180):
+            raise SystemExit("the server did not become ready")
         codes: Counter[int] = Counter()
         rows = []
         offset = 100
