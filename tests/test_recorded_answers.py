@@ -35,9 +35,12 @@ pytestmark = pytest.mark.embedded_only  # the recording names SQLite and FAISS l
 #: Keys added on purpose since the recording, each with why; nothing else may differ. (Recorded again when searches
 #: began to size their threshold for the gallery and to say so — `target_fpir`, `gallery` — and faces that fill the
 #: frame took settled points: the recording before it had held through the move into layers, 5229344.)
-#: Since then (issue 27) every enroll answer says whether the index was left behind by a full disk (`index_behind`).
+#: Since then (issue 27) every enroll answer says whether the index was left behind by a full disk (`index_behind`),
+#: and the schema is at 0003 (crop paths relative to the home).
 ADDED: dict[tuple[str | int, ...], object] = {
-    (skin, "enroll_each", "json", "identities", i, "index_behind"): False for skin in ("cli", "api") for i in range(3)}
+    **{(skin, "enroll_each", "json", "identities", i, "index_behind"): False for skin in ("cli", "api")
+       for i in range(3)},
+    **{(skin, "status", "json", "schema"): "0003" for skin in ("cli", "api")}}
 
 
 def _scenario_files(root: Path) -> tuple[Path, Path]:
