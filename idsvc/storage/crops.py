@@ -86,7 +86,8 @@ class CropStore:
 
     def read_bytes(self, ref: str) -> bytes:
         p = self.resolve(ref)
-        assert p is not None  # noqa: S101 - callers check ``exists`` first
+        if p is None:
+            raise IdsvcError("crop_missing", "a template has no recorded crop")
         return p.read_bytes()
 
     def read(self, ref: str) -> np.ndarray:
