@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from idsvc.errors import IdsvcError
 from idsvc.home import Home
 from idsvc.jobs.stored_crops import crop_for, save_crops, stored_landmarks
@@ -134,20 +136,22 @@ def _re_embed(home: Home, bad: dict[int, str], fixed: list[str]) -> int:
     Returns how many were re-embedded; those with neither crop nor photo stay reported."""
     if not bad:
         return 0
-    rows = [r for r in home.registry.template_rows(TEMPLATE_COLUMNS) if r["id"] in bad]
-    encoder = home.model.encoder
-    vectors = {}
+    version, encoder = home.model.version, home.model.encoder
+    rows = [r for r in home.registry.template_rows(TEMPLATE_COLUMNS)
+            if r["id"] in bad and r["model_version"] == version]
+    made = {}
     for r in rows:
         try:
-            made = crop_for(home.crops, r, home.model.pipeline, encoder.input_size)
+            made[r["id"]] = crop_for(home.crops, r, home.model.pipeline, encoder.input_size)
         except IdsvcError:
             continue
-        if r["model_version"] == home.model.version:
-            vectors[r["id"]] = encoder.embed(made.crop[None], made.landmarks[None])[0]
-    if vectors:
-        home.registry.set_embeddings(vectors)
-        fixed.append(f"{len(vectors)} templates re-embedded from their crops (their stored vectors were unusable)")
-    return len(vectors)
+    if not made:
+        return 0
+    crops = list(made.values())  # one encoder pass
+    vecs = encoder.embed(np.stack([a.crop for a in crops]), np.stack([a.landmarks for a in crops]))
+    home.registry.set_embeddings(dict(zip(made, vecs)))
+    fixed.append(f"{len(made)} templates re-embedded from their crops (their stored vectors were unusable)")
+    return len(made)
 
 
 def _sweep(items: list[dict[str, Any]]) -> list[str]:

@@ -41,12 +41,6 @@ class CropStore:
         p = Path(str(ref))
         return p if p.is_absolute() else self.home / p
 
-    def owned(self) -> dict[int, Path]:
-        """``{template id: file}`` of every crop file named like one of ours under this home's crop folder."""
-        if not self.root.is_dir():
-            return {}
-        return {int(f.stem): f for f in self.root.iterdir() if f.suffix == ".png" and f.stem.isdigit() and f.is_file()}
-
     def save(self, crops: dict[int, np.ndarray]) -> dict[int, str]:
         """Write ``{template id: (CROP_SIZE, CROP_SIZE, 3) uint8 RGB crop}`` losslessly (PNG), so re-embedding it
         later reproduces the original input exactly; returns ``{template id: reference}``. Raises ``internal`` for a
