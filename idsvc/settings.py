@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     api_request_timeout_s: float = Field(60.0, gt=0)
     # Requests that use the models, waiting or running, per worker; one more is answered 503 ``overloaded`` at once.
     api_queue: int = Field(32, ge=1)
+    # Concurrent searches, verifies, detects and embeds in a worker share a pass through the models (api/gather.py):
+    # at most this many photos per pass, and how long an idle worker waits for requests already arriving.
+    api_batch: int = Field(16, ge=1)
+    api_batch_wait_ms: float = Field(5.0, ge=0)
 
     lock_timeout_s: float = Field(600.0, ge=0)  # how long a writer waits for another writer
 

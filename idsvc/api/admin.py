@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, Request, Response
 
 from idsvc.api import metrics
-from idsvc.api.deps import call, state
+from idsvc.api.deps import call, state, uses_models
 from idsvc.api.params import Admin, Reader
 from idsvc.api.problems import AUTHED, COMMON, WRITES, responses
 from idsvc.api.schemas import Health
@@ -44,6 +44,7 @@ async def status(request: Request, key: Reader) -> Status:
 
 
 @router.post("/reindex", response_model=Reindexed, responses=responses(*COMMON, *AUTHED, *WRITES))
+@uses_models
 async def reindex(request: Request, _: Admin) -> Reindexed:
     """Rebuild the index from the registry (``busy`` while another writer runs). Needs an admin key."""
     return await call(request, lambda s: s.reindex())

@@ -1,23 +1,26 @@
 """The application factory and ``serve``. Image bytes are never logged.
 
-Requests pass, outermost first: request ids, metrics, the key gate (no key, no body read), the body-size limit, then
-FastAPI (problem handlers, routers).
+Requests pass, outermost first: request ids, metrics, the key gate (no key, no body read), the worker's queue for the
+models (full: no body read), the body-size limit, then FastAPI (problem handlers, routers).
 ``/docs`` and ``/redoc`` load Swagger UI and ReDoc from files installed with fastapi-offline, never from a CDN."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp
 
 from idsvc import __version__
 from idsvc.api import admin, batch, contract, faces, identities, problems
 from idsvc.api.deps import ApiState
-from idsvc.api.limits import BodyLimit, KeyGate, RateLimiter
+from idsvc.api.gather import Gatherer
+from idsvc.api.limits import Admission, BodyLimit, KeyGate, RateLimiter
 from idsvc.api.metrics import RequestMetrics
 from idsvc.api.request_ids import RequestIds
 from idsvc.service import Service
@@ -38,16 +41,25 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app = FastAPIOffline(title="idsvc", version=__version__, lifespan=lifespan, redirect_slashes=False,
                          generate_unique_id_function=lambda route: route.name,  # operationId = the function
                          description=DESCRIPTION, swagger_ui_parameters={"persistAuthorization": True})
-    app.state.idsvc = ApiState(settings, svc, RateLimiter(settings.home / "api-rate.sqlite3",
-                                                          settings.api_rate_per_minute))
     problems.install(app)
-    for router in (faces.router, identities.router, batch.router, admin.router, admin.scrape):
+    routers = (faces.router, identities.router, batch.router, admin.router, admin.scrape)
+    for router in routers:
         app.include_router(router)
     app.openapi = lambda: contract.openapi(app)  # type: ignore[method-assign]
     failures = RateLimiter(settings.home / "api-rate.sqlite3", settings.api_failed_auth_per_minute)
-    gate = KeyGate(BodyLimit(app, settings.api_max_body_bytes), lambda secret: svc.authenticate(secret, "read"),
-                   failures)
+    queue = Admission(BodyLimit(app, settings.api_max_body_bytes), settings.api_queue, model_routes(routers))
+    gather = Gatherer(svc, max_batch=settings.api_batch, wait_s=settings.api_batch_wait_ms / 1000,
+                      limit_s=settings.api_request_timeout_s, arrived=lambda: queue.waiting)
+    app.state.idsvc = ApiState(settings, svc, RateLimiter(settings.home / "api-rate.sqlite3",
+                                                          settings.api_rate_per_minute), gather)
+    gate = KeyGate(queue, lambda secret: svc.authenticate(secret, "read"), failures)
     return RequestIds(RequestMetrics(gate))
+
+
+def model_routes(routers: tuple[APIRouter, ...]) -> list[re.Pattern[str]]:
+    """The paths of the routes marked ``uses_models`` (``idsvc.api.deps``), which the worker's queue counts."""
+    return [r.path_regex for router in routers for r in router.routes
+            if isinstance(r, APIRoute) and getattr(r.endpoint, "uses_models", False)]
 
 
 DESCRIPTION = """Face identity service: enroll identities from photos, then search (1:N) and verify (1:1).

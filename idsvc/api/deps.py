@@ -1,28 +1,32 @@
-"""Per-app state and the dependencies every route shares: key check with scope and rate limit, the worker's queue,
-the model lock and the time limit.
+"""Per-app state and the dependencies every route shares: key check with scope and rate limit, the model lock and
+the time limit, and the gathering of concurrent model requests.
 
 Within a worker process, model work is serialised (``Home.busy``: the networks and the in-memory index are not
-shared across threads); run ``--workers N`` for parallel reads. Routes that need no model (listings, status,
+shared across threads); run ``--workers N`` for parallel reads. Searches, verifies, detects and embeds that arrive
+together share one pass (``gathered``, see ``idsvc.api.gather``). Routes that need no model (listings, status,
 renames, deletes) never take that lock; an enroll takes it only while it detects and embeds, and again briefly to
 store, after it has the home's write lock — so no request holds the models while it waits for another writer. Writes
 from any process are serialised by the write lock, and each request sees index changes made elsewhere (the manifest
-is re-checked on every search). Requests that use the models are counted per worker: past ``IDSVC_API_QUEUE`` the
-next one is answered 503 ``overloaded`` with ``Retry-After`` at once, instead of waiting towards a 504."""
+is re-checked on every search). Routes marked ``uses_models`` are counted per worker from their arrival
+(``idsvc.api.limits.Admission``): past ``IDSVC_API_QUEUE`` the next one is answered 503 ``overloaded`` at once.
+A request's time limit counts from its arrival.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import Depends, Request, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from idsvc import cancel
+from idsvc.api.gather import Gatherer, Run
 from idsvc.api.limits import RateLimiter
 from idsvc.cancel import Cancellation, checkpoint
-from idsvc.errors import IdsvcError
 from idsvc.jobs.keys import require_scope
 from idsvc.results import Caller
 from idsvc.service import Service
@@ -36,7 +40,7 @@ class ApiState:
     settings: Settings
     service: Service
     limiter: RateLimiter
-    queued: int = 0  # requests that use the models, waiting or running (changed only on the event loop's thread)
+    gather: Gatherer
 
 
 def state(request: Request) -> ApiState:
@@ -65,19 +69,33 @@ def scope(needed: str) -> Callable[..., Caller]:
     return dep
 
 
-async def call(request: Request, fn: Callable[[Service], T], *, model: bool = True, queued: bool | None = None) -> T:
-    """Run ``fn(service)`` in a worker thread within the request time limit (``timeout``), counted from arrival.
-    ``model``: hold the worker's model lock throughout (searches, verifies, detects, embeds); a write route passes
-    False and its job takes the lock itself, only around its model work. ``queued`` (default: ``model``): count the
-    request against the worker's queue, refusing it with ``overloaded`` when the queue is full.
+def uses_models(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a route that uses the models: ``Admission`` counts it against the worker's queue from its arrival."""
+    endpoint.uses_models = True  # type: ignore[attr-defined]
+    return endpoint
+
+
+def deadline(request: Request) -> float:
+    """When the request's time runs out (``time.monotonic()``): its limit after its arrival."""
+    st = state(request)
+    arrived = request.scope.get("state", {}).get("arrived") or time.monotonic()
+    return float(arrived) + st.settings.api_request_timeout_s
+
+
+async def gathered(request: Request, run: Run, params: Hashable, inputs: list[Any]) -> list[Any]:
+    """``run(service, inputs, params)``'s outputs for this request's ``inputs``, computed in one pass with other
+    requests of the same kind and ``params`` waiting in this worker."""
+    return await state(request).gather.ask(run, params, inputs, deadline(request))
+
+
+async def call(request: Request, fn: Callable[[Service], T], *, model: bool = True) -> T:
+    """Run ``fn(service)`` in a worker thread within the request's time limit (``timeout``), counted from arrival.
+    ``model``: hold the worker's model lock throughout (a verify against an identity); a write route passes False and
+    its job takes the lock itself, only around its model work.
 
     Past the limit the work is cancelled and waited for (see ``idsvc.cancel``): a 504 means nothing was committed, and
     the thread has let go of the model lock before the 504 is sent, so the next request is not stuck behind it."""
     st = state(request)
-    counted = model if queued is None else queued
-    if counted and st.queued >= st.settings.api_queue:
-        raise IdsvcError("overloaded", f"this worker has {st.queued} requests waiting or running (IDSVC_API_QUEUE="
-                         f"{st.settings.api_queue}); try again shortly", retry_after=1)
     limit = st.settings.api_request_timeout_s
     token = Cancellation(limit)
     busy = st.service.home.busy
@@ -91,18 +109,12 @@ async def call(request: Request, fn: Callable[[Service], T], *, model: bool = Tr
             return fn(st.service)
 
     cancel.current.set(token)  # copied into the worker thread's context by to_thread
-    if counted:
-        st.queued += 1
+    work = asyncio.ensure_future(asyncio.to_thread(run))
     try:
-        work = asyncio.ensure_future(asyncio.to_thread(run))
-        try:
-            return await asyncio.wait_for(asyncio.shield(work), limit)
-        except TimeoutError:
-            token.cancel()
-            return await work  # stops at its next checkpoint (504, nothing stored) or finishes a begun commit
-    finally:
-        if counted:
-            st.queued -= 1
+        return await asyncio.wait_for(asyncio.shield(work), max(0.0, deadline(request) - time.monotonic()))
+    except TimeoutError:
+        token.cancel()
+        return await work  # stops at its next checkpoint (504, nothing stored) or finishes a begun commit
 
 
 async def image(upload: UploadFile) -> tuple[bytes, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from idsvc.api import metrics
-from idsvc.api.deps import call, image
+from idsvc.api.deps import call, image, uses_models
 from idsvc.api.params import Aligned, IdentityName, Photos, Reader, TemplateId, Writer
 from idsvc.api.problems import AUTHED, COMMON, WRITES, responses
 from idsvc.api.schemas import RenameRequest
@@ -24,13 +24,14 @@ router = APIRouter(prefix="/v1", tags=["identities"])
 
 @router.post("/identities/{name}/enroll", response_model=EnrollResult,
              responses=responses(*COMMON, *AUTHED, *WRITES, 409, 413))
+@uses_models
 async def enroll(request: Request, name: IdentityName, files: Photos, _: Writer,
                  aligned: Aligned = False) -> EnrollResult:
     """Enroll photos into ``name`` (created if new). Each photo is accepted, rejected with its code (no face, two
     faces, low quality, not an image, enrolled elsewhere) or skipped (already enrolled here)."""
     imgs = [await image(f) for f in files]
     result = await call(request, lambda s: s.enroll(name, imgs, aligned=aligned, atomic=True),
-                        model=False, queued=True)
+                        model=False)
     metrics.enrolled(result)
     return result
 

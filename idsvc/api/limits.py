@@ -1,12 +1,13 @@
 """Cheap refusals: a request without a valid API key (refused before its body is read), a request body over its byte
-limit (by Content-Length, and by counting when it is absent), and a token bucket per API key that every worker on the
-host shares."""
+limit (by Content-Length, and by counting when it is absent), a worker whose queue for the models is full (refused
+before the body is read), and a token bucket per API key that every worker on the host shares."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
+import re
 import sqlite3
 import threading
 import time
@@ -103,6 +104,34 @@ class KeyGate:
                 return await problem(exc, scope)(scope, receive, send)
             scope.setdefault("state", {})["api_key"] = key
         await self.app(scope, receive, send)
+
+
+class Admission:
+    """The worker's queue for the models: requests to routes that use them (``counted``) are counted from their
+    arrival until their answer is sent. When ``limit`` are already waiting or running, the next is answered 503
+    ``overloaded`` with ``Retry-After`` before its body is read — at once, instead of waiting towards a 504. The
+    arrival time is left in the request state: time limits count from it. Counted on the event loop's thread."""
+
+    def __init__(self, app: ASGIApp, limit: int, counted: list[re.Pattern[str]]) -> None:
+        self.app, self.limit, self.counted = app, limit, counted
+        self.waiting = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        scope.setdefault("state", {})["arrived"] = time.monotonic()
+        path = scope.get("path", "")
+        if scope.get("method") != "POST" or not any(r.fullmatch(path) for r in self.counted):
+            return await self.app(scope, receive, send)
+        if self.waiting >= self.limit:
+            busy = IdsvcError("overloaded", f"this worker has {self.waiting} requests waiting or running "
+                              f"(IDSVC_API_QUEUE={self.limit}); try again shortly", retry_after=1)
+            return await problem(busy, scope)(scope, receive, send)
+        self.waiting += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.waiting -= 1
 
 
 class RateLimiter:

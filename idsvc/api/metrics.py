@@ -24,6 +24,8 @@ LATENCY = Histogram("idsvc_http_request_duration_seconds", "Time to answer an HT
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 ENROLLED = Counter("idsvc_enrolled_photos", "Photos given to enroll, by outcome", ["outcome"])
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+BATCHED = Histogram("idsvc_api_batch_photos", "Photos per gathered pass through the models (api/gather.py)",
+                    buckets=(1, 2, 4, 8, 16, 32, 64))
 SEARCHES = Counter("idsvc_searches", "Photos searched, by outcome (match, unknown, error)", ["outcome"])
 
 
@@ -31,6 +33,10 @@ def enrolled(result: EnrollResult) -> None:
     for outcome, photos in (("accepted", result.accepted), ("rejected", result.rejected),
                             ("skipped", result.skipped)):
         ENROLLED.labels(outcome).inc(len(photos))
+
+
+def batched(photos: int) -> None:
+    BATCHED.observe(photos)
 
 
 def searched(result: Result) -> None:
@@ -64,7 +70,7 @@ def exposition(service: Service) -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = CollectorRegistry()
-        for collector in (REQUESTS, LATENCY, ENROLLED, SEARCHES):
+        for collector in (REQUESTS, LATENCY, ENROLLED, SEARCHES, BATCHED):
             registry.register(collector)
     registry.register(HomeCollector(service))
     return generate_latest(registry), CONTENT_TYPE_LATEST
