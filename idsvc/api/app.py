@@ -49,17 +49,19 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     failures = RateLimiter(settings.home / "api-rate.sqlite3", settings.api_failed_auth_per_minute)
     queue = Admission(BodyLimit(app, settings.api_max_body_bytes), settings.api_queue, model_routes(routers))
     gather = Gatherer(svc, max_batch=settings.api_batch, wait_s=settings.api_batch_wait_ms / 1000,
-                      limit_s=settings.api_request_timeout_s, arrived=lambda: queue.waiting)
+                      limit_s=settings.api_request_timeout_s, arrived=lambda: queue.gathering)
     app.state.idsvc = ApiState(settings, svc, RateLimiter(settings.home / "api-rate.sqlite3",
                                                           settings.api_rate_per_minute), gather)
     gate = KeyGate(queue, lambda secret: svc.authenticate(secret, "read"), failures)
     return RequestIds(RequestMetrics(gate))
 
 
-def model_routes(routers: tuple[APIRouter, ...]) -> list[re.Pattern[str]]:
-    """The paths of the routes marked ``uses_models`` (``idsvc.api.deps``), which the worker's queue counts."""
-    return [r.path_regex for router in routers for r in router.routes
-            if isinstance(r, APIRoute) and getattr(r.endpoint, "uses_models", False)]
+def model_routes(routers: tuple[APIRouter, ...]) -> list[tuple[re.Pattern[str], bool]]:
+    """The paths of the routes marked ``uses_models`` or ``gathers`` (``idsvc.api.deps``), which the worker's queue
+    counts, each with whether it is gathered."""
+    return [(r.path_regex, getattr(r.endpoint, "uses_models", None) == "gathered") for router in routers
+            for r in router.routes
+            if isinstance(r, APIRoute) and getattr(r.endpoint, "uses_models", None)]
 
 
 DESCRIPTION = """Face identity service: enroll identities from photos, then search (1:N) and verify (1:1).

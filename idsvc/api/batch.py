@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from idsvc.api import gather, metrics
-from idsvc.api.deps import call, gathered, image, uses_models
+from idsvc.api.deps import call, gathered, gathers, image, uses_models
 from idsvc.api.params import Aligned, AllFaces, Photos, Reader, Threshold, TopK, Writer
 from idsvc.api.problems import AUTHED, COMMON, WRITES, responses
 from idsvc.results import BatchSearchResult, BatchSummary, BulkEnrollResult, DetectResult, EmbedResult
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1", tags=["batch"])
 
 
 @router.post("/detect", response_model=DetectResult, responses=responses(*COMMON, *AUTHED, 413))
-@uses_models
+@gathers
 async def detect(request: Request, files: Photos, _: Reader) -> DetectResult:
     """Every face of each photo: box, five landmarks, detection probability, quality and the quality gate's
     reasons (no encoder runs)."""
@@ -26,7 +26,7 @@ async def detect(request: Request, files: Photos, _: Reader) -> DetectResult:
 
 
 @router.post("/embed", response_model=EmbedResult, responses=responses(*COMMON, *AUTHED, 413))
-@uses_models
+@gathers
 async def embed(request: Request, files: Photos, _: Reader, aligned: Aligned = False) -> EmbedResult:
     """The embedding of each photo's main face, exactly as search computes it, with its model version."""
     imgs = [await image(f) for f in files]
@@ -48,7 +48,7 @@ async def enroll_each(request: Request, files: Photos, _: Writer, aligned: Align
 
 @router.post("/search/batch", response_model=BatchSearchResult,
              responses=responses(*COMMON, *AUTHED, 409, 413))
-@uses_models
+@gathers
 async def search_many(request: Request, files: Photos, _: Reader, top_k: TopK = 5, all_faces: AllFaces = False,
                       threshold: Threshold = None, aligned: Aligned = False) -> BatchSearchResult:
     """Search each photo (``idsvc search`` with many photos): one result or error per photo, in order, and a

@@ -71,7 +71,14 @@ def scope(needed: str) -> Callable[..., Caller]:
 
 def uses_models(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     """Mark a route that uses the models: ``Admission`` counts it against the worker's queue from its arrival."""
-    endpoint.uses_models = True  # type: ignore[attr-defined]
+    endpoint.uses_models = "alone"  # type: ignore[attr-defined]
+    return endpoint
+
+
+def gathers(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a route that uses the models through ``gathered``: counted like ``uses_models``, and the gatherer waits a
+    moment for such requests that have arrived but are still being read."""
+    endpoint.uses_models = "gathered"  # type: ignore[attr-defined]
     return endpoint
 
 

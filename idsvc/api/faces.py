@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from idsvc.api import gather, metrics
-from idsvc.api.deps import call, gathered, image, uses_models
+from idsvc.api.deps import call, gathered, gathers, image, uses_models
 from idsvc.api.params import Aligned, AllFaces, IdentityName, Photo, Reader, Threshold, TopK
 from idsvc.api.problems import AUTHED, COMMON, UPLOADS, responses
 from idsvc.results import SearchResult, VerifyIdentityResult, VerifyResult
@@ -14,7 +14,7 @@ router = APIRouter(prefix="/v1", tags=["faces"])
 
 
 @router.post("/search", response_model=SearchResult, responses=responses(*COMMON, *AUTHED, *UPLOADS, 409))
-@uses_models
+@gathers
 async def search(request: Request, file: Photo, _: Reader, top_k: TopK = 5, all_faces: AllFaces = False,
                  threshold: Threshold = None, aligned: Aligned = False) -> SearchResult:
     """Who is this? The enrolled identities closest to the photo's main face (or to every face)."""
@@ -26,7 +26,7 @@ async def search(request: Request, file: Photo, _: Reader, top_k: TopK = 5, all_
 
 
 @router.post("/verify", response_model=VerifyResult, responses=responses(*COMMON, *AUTHED, *UPLOADS, 409))
-@uses_models
+@gathers
 async def verify(request: Request, a: Photo, b: Photo, _: Reader, threshold: Threshold = None,
                  aligned: Aligned = False) -> VerifyResult:
     """Are the main faces of two photos the same person?"""

@@ -107,31 +107,35 @@ class KeyGate:
 
 
 class Admission:
-    """The worker's queue for the models: requests to routes that use them (``counted``) are counted from their
-    arrival until their answer is sent. When ``limit`` are already waiting or running, the next is answered 503
-    ``overloaded`` with ``Retry-After`` before its body is read — at once, instead of waiting towards a 504. The
+    """The worker's queue for the models: requests to routes that use them (``counted``: each path with whether it is
+    gathered) are counted from their arrival until their answer is sent. When ``limit`` are already waiting or
+    running, the next is answered 503 ``overloaded`` with ``Retry-After`` before its body is read — at once, instead
+    of waiting towards a 504. ``gathering`` counts the gathered ones (the gatherer's companions on their way). The
     arrival time is left in the request state: time limits count from it. Counted on the event loop's thread."""
 
-    def __init__(self, app: ASGIApp, limit: int, counted: list[re.Pattern[str]]) -> None:
+    def __init__(self, app: ASGIApp, limit: int, counted: list[tuple[re.Pattern[str], bool]]) -> None:
         self.app, self.limit, self.counted = app, limit, counted
-        self.waiting = 0
+        self.waiting = self.gathering = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         scope.setdefault("state", {})["arrived"] = time.monotonic()
         path = scope.get("path", "")
-        if scope.get("method") != "POST" or not any(r.fullmatch(path) for r in self.counted):
+        route = next((gathered for r, gathered in self.counted if r.fullmatch(path)), None)
+        if scope.get("method") != "POST" or route is None:
             return await self.app(scope, receive, send)
         if self.waiting >= self.limit:
             busy = IdsvcError("overloaded", f"this worker has {self.waiting} requests waiting or running "
                               f"(IDSVC_API_QUEUE={self.limit}); try again shortly", retry_after=1)
             return await problem(busy, scope)(scope, receive, send)
         self.waiting += 1
+        self.gathering += route
         try:
             await self.app(scope, receive, send)
         finally:
             self.waiting -= 1
+            self.gathering -= route
 
 
 class RateLimiter:

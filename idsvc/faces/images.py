@@ -1,7 +1,9 @@
 """Turning untrusted bytes into an upright 8-bit RGB array, or one clear error.
 
 Every check that can be made from the header (size, pixel count) is made before decoding, so a 50-megapixel upload or
-a decompression bomb costs nothing.
+a decompression bomb costs nothing. Phone photos decode like any other: HEIC/HEIF through pillow-heif (registered
+here as a Pillow plugin, so the same header checks apply), AVIF through Pillow's own support; the EXIF orientation
+is applied to every format.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from idsvc.errors import IdsvcError, short_path
 
+try:  # HEIC/HEIF (iPhones' default): a Pillow plugin, read with the same limits as every other format
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener(thumbnails=False)
+except ImportError:  # pragma: no cover - a dependency; without it a HEIC photo is not_an_image
+    pass
+
 #: An image to read: a path (the CLI), or raw bytes with a name for messages (the HTTP API).
 ImageInput = str | Path | tuple[bytes, str]
 
@@ -30,7 +39,8 @@ def source_name(image: ImageInput) -> str:
     return image[1] if isinstance(image, tuple) else str(image)
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".heic",
+                  ".heif", ".avif"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,7 @@ class LoadedImage:
     sha256: str
     source: str
     origin: str | None = None
+    format: str | None = None  # as Pillow named the decoded file: JPEG, PNG, HEIF, AVIF, …
 
     @property
     def stored_source(self) -> str:
@@ -121,6 +132,7 @@ def decode_image(data: bytes, source: str, *, max_pixels: int, min_side: int) ->
                     path=source, width=width, height=height,
                 )
             img.load()
+            file_format = img.format
     except IdsvcError:
         raise
     except UnidentifiedImageError:
@@ -128,7 +140,8 @@ def decode_image(data: bytes, source: str, *, max_pixels: int, min_side: int) ->
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise IdsvcError("too_large", f"{source}: image has too many pixels", path=source) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise IdsvcError("truncated_image", f"{source}: image data is truncated or corrupt ({exc})",
+        why = " ".join(str(exc).split())  # one line: some decoders' messages end in a newline
+        raise IdsvcError("truncated_image", f"{source}: image data is truncated or corrupt ({why})",
                          path=source) from None
     if min(width, height) < min_side:
         raise IdsvcError("image_too_small", f"{source}: image is {width}x{height}, smaller than {min_side} px",
@@ -137,7 +150,7 @@ def decode_image(data: bytes, source: str, *, max_pixels: int, min_side: int) ->
         img = ImageOps.exif_transpose(img)
     except Exception as exc:  # noqa: BLE001 - a broken EXIF block should not cost the photo
         log.debug("%s: EXIF orientation ignored (%s)", source, exc.__class__.__name__)
-    return LoadedImage(pixels=_to_rgb(img), sha256=digest, source=source)
+    return LoadedImage(pixels=_to_rgb(img), sha256=digest, source=source, format=file_format)
 
 
 def load_image(path: str | Path, *, max_pixels: int, min_side: int) -> LoadedImage:

@@ -23,6 +23,7 @@ class Quality:
     yaw: float          # |nose - eye midpoint| / eye distance along the eye line (0 = frontal)
     outside: float = 0.0          # fraction of the aligned crop that lies outside the photo (tight crops: large)
     preparation: str = "aligned"  # aligned | tight | given_aligned (see Pipeline.prepare)
+    photo_format: str | None = None  # the photo's file format (JPEG, HEIF, AVIF, …)
 
     def score(self) -> float:
         """One number in [0, 1] for ranking templates; not a probability."""
@@ -37,10 +38,12 @@ class Quality:
     def as_dict(self) -> dict[str, float | str]:
         return {"face_px": round(self.face_px, 1), "det_prob": round(self.det_prob, 4),
                 "sharpness": round(self.sharpness, 1), "yaw": round(self.yaw, 3), "score": round(self.score(), 4),
-                "outside": round(self.outside, 3), "preparation": self.preparation}
+                "outside": round(self.outside, 3), "preparation": self.preparation,
+                **({"format": self.photo_format} if self.photo_format else {})}
 
 
-def measure_quality(face: Face, aligned: Aligned, *, outside: float = 0.0, preparation: str = "aligned") -> Quality:
+def measure_quality(face: Face, aligned: Aligned, *, outside: float = 0.0, preparation: str = "aligned",
+                    photo_format: str | None = None) -> Quality:
     grey = cv2.cvtColor(aligned.crop, cv2.COLOR_RGB2GRAY)
     sharpness = float(cv2.Laplacian(grey, cv2.CV_64F).var())
     le, re, nose = aligned.landmarks[0], aligned.landmarks[1], aligned.landmarks[2]
@@ -48,7 +51,7 @@ def measure_quality(face: Face, aligned: Aligned, *, outside: float = 0.0, prepa
     eye_dist = float(np.linalg.norm(eye_vec)) or 1.0
     yaw = abs(float(np.dot(nose - (le + re) / 2, eye_vec / eye_dist))) / eye_dist
     return Quality(face_px=face.size, det_prob=face.prob, sharpness=sharpness, yaw=yaw, outside=outside,
-                   preparation=preparation)
+                   preparation=preparation, photo_format=photo_format)
 
 
 def quality_problems(q: Quality, *, min_face_px: float, min_det_prob: float, min_sharpness: float,

@@ -166,7 +166,8 @@ class FaceReader:
         face = self.settle(image.pixels, face)
         aligned, outside, how = self.prepare(image.pixels, face)
         return FaceCrop(face=face, aligned=aligned,
-                        quality=measure_quality(face, aligned, outside=outside, preparation=how))
+                        quality=measure_quality(face, aligned, outside=outside, preparation=how,
+                                                photo_format=image.format))
 
     def given_aligned(self, image: LoadedImage, faces: list[Face] | None = None) -> FaceCrop:
         """A photo the caller says is already an aligned face crop (``--aligned``): the whole photo goes to the
@@ -176,7 +177,8 @@ class FaceReader:
         face = self.settle(image.pixels, faces[0]) if faces else undetected_face(image.pixels.shape)
         aligned = self._whole(image.pixels, face)
         return FaceCrop(face=face, aligned=aligned, faces_in_image=len(faces),
-                        quality=measure_quality(face, aligned, outside=0.0, preparation="given_aligned"))
+                        quality=measure_quality(face, aligned, outside=0.0, preparation="given_aligned",
+                                                photo_format=image.format))
 
     def faces(self, image: LoadedImage) -> list[FaceCrop]:
         """Every face in the image, best (large and central) first."""

@@ -20,6 +20,8 @@ class Quality(Result):
     score: float
     outside: float
     preparation: str
+    format: str | None = Field(default=None, description="the photo's file format as decoded: JPEG, PNG, HEIF, AVIF, "
+                               "…; null for templates stored before it was recorded")
 
 
 # -- enroll ------------------------------------------------------------------------------------------------------------
