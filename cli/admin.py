@@ -142,11 +142,15 @@ def keys_revoke(ctx: typer.Context, name: str) -> None:
 @handled
 def serve(ctx: typer.Context, host: str = typer.Option("127.0.0.1", help="Address to listen on."),
           port: int = typer.Option(8000, help="Port."),
-          workers: int = typer.Option(1, min=1, help="Worker processes (each loads the models once).")) -> None:
-    """Run the HTTP API (FastAPI + uvicorn); OpenAPI docs at /docs."""
+          workers: int = typer.Option(1, min=1, help="Worker processes (each loads the models once)."),
+          console: bool = typer.Option(True, "--console/--no-console",
+                                       help="Serve the web console at /console.")) -> None:
+    """Run the HTTP API (FastAPI + uvicorn) and the web console; OpenAPI docs at /docs, the console at /console."""
     from idsvc.api import serve as run_server
 
-    run_server(settings(ctx), host=host, port=port, workers=workers)
+    s = settings(ctx)
+    run_server(s.model_copy(update={"console": console}), host=host, port=port,
+               workers=workers)
 
 
 def register(app: typer.Typer) -> None:

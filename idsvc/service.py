@@ -158,6 +158,10 @@ class Service:
     def delete_template(self, template_id: int) -> DeletedTemplate:
         return identities.delete_template(self.home, template_id)
 
+    def template_crop(self, template_id: int) -> bytes:
+        """A template's stored crop, PNG bytes (the console shows it to a signed-in session)."""
+        return identities.template_crop(self.home, template_id)
+
     # -- archives and copies --------------------------------------------------------------------------------------
     def export(self, out: Path) -> Exported:
         from idsvc.jobs.archive import export_home

@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     api_batch: int = Field(16, ge=1)
     api_batch_wait_ms: float = Field(5.0, ge=0)
 
+    # The web console at /console (``serve --no-console`` turns it off) and how long its sessions live: idle, in all.
+    console: bool = True
+    console_idle_s: float = Field(1800.0, gt=0)
+    console_max_s: float = Field(43200.0, gt=0)
+
     lock_timeout_s: float = Field(600.0, ge=0)  # how long a writer waits for another writer
 
     # Logging (stderr): the library logs counts and seconds of batches, rebuilds, migrations and upgrades at INFO.

@@ -45,6 +45,10 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     routers = (faces.router, identities.router, batch.router, admin.router, admin.scrape)
     for router in routers:
         app.include_router(router)
+    if settings.console:
+        from idsvc.api import console
+
+        console.install(app, settings)
     app.openapi = lambda: contract.openapi(app)  # type: ignore[method-assign]
     failures = RateLimiter(settings.home / "api-rate.sqlite3", settings.api_failed_auth_per_minute)
     queue = Admission(BodyLimit(app, settings.api_max_body_bytes), settings.api_queue, model_routes(routers))
@@ -53,7 +57,9 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.state.idsvc = ApiState(settings, svc, RateLimiter(settings.home / "api-rate.sqlite3",
                                                           settings.api_rate_per_minute), gather)
     gate = KeyGate(queue, lambda secret: svc.authenticate(secret, "read"), failures)
-    return RequestIds(RequestMetrics(gate))
+    from idsvc.api.console import ConsoleHeaders
+
+    return RequestIds(ConsoleHeaders(RequestMetrics(gate)))
 
 
 def model_routes(routers: tuple[APIRouter, ...]) -> list[tuple[re.Pattern[str], bool]]:
@@ -90,6 +96,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
     if settings.db:
         os.environ["IDSVC_DB"] = settings.db
     os.environ["IDSVC_DEVICE"] = settings.device
+    os.environ["IDSVC_CONSOLE"] = "true" if settings.console else "false"
     with metrics_dir(workers):
         uvicorn.run("idsvc.api:app_factory", factory=True, host=host, port=port, workers=workers,
                     log_level="info", access_log=True, log_config=log_config())

@@ -68,6 +68,15 @@ def show_identity(home: Home, name: str, *, server_paths: bool = True) -> Identi
     return IdentityDetail(**dict(ident), template_list=templates)
 
 
+def template_crop(home: Home, template_id: int) -> bytes:
+    """A template's stored crop (PNG bytes), found by its id — never by a path a client names. Raises
+    ``template_not_found``, ``crop_missing``."""
+    ref = home.registry.crop_ref(template_id)
+    if ref is None or not home.crops.exists(ref):
+        raise IdsvcError("crop_missing", f"template {template_id} has no stored crop", template_id=template_id)
+    return home.crops.read_bytes(ref)
+
+
 def _file_name(path: str | None) -> str | None:
     """A template's source as a client may see it: the file name of a server path, an upload's label as it is."""
     if path is None or path.startswith("upload:"):

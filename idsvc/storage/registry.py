@@ -317,6 +317,14 @@ class Registry:
             self._changed(conn)
         return row.crop_path
 
+    def crop_ref(self, template_id: int) -> str | None:
+        """Where a template's crop is recorded (None: no crop). Raises ``template_not_found``."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.templates.c.crop_path).where(t.templates.c.id == template_id)).first()
+        if row is None:
+            raise IdsvcError("template_not_found", f"no template {template_id}", template_id=template_id)
+        return row.crop_path
+
     def set_crop_paths(self, paths: dict[int, str], landmarks: dict[int, list[list[float]]] | None = None) -> None:
         """Record where each template's crop is (and, when given, where its landmarks lie in it)."""
         with self.engine.begin() as conn:
