@@ -209,7 +209,7 @@ async def crop(request: Request, template_id: int, _: Session = Signed) -> Respo
     except IdsvcError as exc:
         return Response(exc.message, status_code=exc.http_status, media_type="text/plain",
                         headers={"Cache-Control": "private, no-store"})
-    return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
+    return Response(data, media_type="image/png", headers={"Cache-Control": "private, no-cache"})  # revalidated: signed out, it is gone
 
 
 # -- enroll -------------------------------------------------------------------------------------------------------
