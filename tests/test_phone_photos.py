@@ -63,11 +63,11 @@ def test_the_cli_enrolls_and_finds_heic_avif_and_exif_rotated_photos(tmp_path, c
     r = idsvc(home, "--json", "enroll", "colin", str(colin["enroll"]["heic"]))
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["accepted"][0]["quality"]["format"] == "HEIF"
-    for kind in ("heic", "avif", "exif6_jpeg", "exif6_heic"):
-        r = idsvc(home, "--json", "search", str(colin["probe"][kind]))
-        assert r.exit_code == 0 and json.loads(r.stdout)["identity"] == "colin", (kind, r.output)
-    r = idsvc(home, "--json", "detect", str(colin["probe"]["avif"]))
-    assert json.loads(r.stdout)["photos"][0]["faces"][0]["quality"]["format"] == "AVIF"
+    kinds = ("heic", "avif", "exif6_jpeg", "exif6_heic")
+    r = idsvc(home, "--json", "search", *[str(colin["probe"][k]) for k in kinds])
+    results = json.loads(r.stdout)["results"]
+    assert r.exit_code == 0 and [x["identity"] for x in results] == ["colin"] * 4, r.output
+    assert [x["faces"][0]["quality"]["format"] for x in results] == ["HEIF", "AVIF", "JPEG", "HEIF"]
     # a folder of phone photos is read whole: the HEIC and AVIF files are not skipped as "not images"
     r = idsvc(home, "--json", "enroll", "colin-phone", str(colin["enroll"]["heic"].parent))
     doc = json.loads(r.stdout)

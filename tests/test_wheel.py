@@ -32,7 +32,9 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     assert {"idsvc/api/app.py", "idsvc/training/loop.py", "idsvc/migrations/env.py",
             "idsvc/migrations/versions/0001_initial.py", "idsvc/models/idsvc-default.pt",
             "idsvc/models/idsvc-facenet.pt", "idsvc/models/idsvc-sface.pt", "cli/main.py",
-            "idsvc/models/facenet-keras-0e687949230c.int8.json"} <= names  # the int8 path's ranges
+            "idsvc/models/facenet-keras-0e687949230c.int8.json",  # the int8 path's ranges
+            "idsvc/api/console/templates/base.html", "idsvc/api/console/static/console.js",
+            "idsvc/api/console/static/console.css"} <= names  # the console's pages and files
     modules = {str(f.relative_to(ROOT)) for f in (ROOT / "idsvc").rglob("*.py") if "__pycache__" not in f.parts}
     assert modules - names == set()  # every module of every layer's folder, so every subpackage is listed
     venv = tmp_path / "venv"

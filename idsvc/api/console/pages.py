@@ -209,7 +209,8 @@ async def crop(request: Request, template_id: int, _: Session = Signed) -> Respo
     except IdsvcError as exc:
         return Response(exc.message, status_code=exc.http_status, media_type="text/plain",
                         headers={"Cache-Control": "private, no-store"})
-    return Response(data, media_type="image/png", headers={"Cache-Control": "private, no-cache"})  # revalidated: signed out, it is gone
+    # private, and revalidated on every view: once signed out, a cached crop is not shown again
+    return Response(data, media_type="image/png", headers={"Cache-Control": "private, no-cache"})
 
 
 # -- enroll -------------------------------------------------------------------------------------------------------
