@@ -123,3 +123,13 @@ def test_signed_out_or_revoked_gets_only_the_sign_in_page(console) -> None:
     assert CliRunner().invoke(app, ["--home", str(home), "keys", "revoke", "temp"]).exit_code == 0
     res = c2.get("/console/identities")
     assert res.status_code == 303 and res.headers["location"].startswith("/console/sign-in")
+
+
+def test_wrong_keys_at_sign_in_run_out_per_address(tmp_path, live_server) -> None:
+    s = load_settings(home=tmp_path / "home", device="cpu", api_failed_auth_per_minute=5)
+    keys = make_keys(s.home)
+    c = httpx.Client(base_url=live_server(s), timeout=60)
+    codes = [c.post("/console/sign-in", data={"key": f"idsvc_guess{i}"}).status_code for i in range(7)]
+    assert codes[:5] == [401] * 5 and codes[5:] == [429, 429], codes
+    # out of attempts, even the right key waits: guessing costs the guesser, not the database
+    assert c.post("/console/sign-in", data={"key": keys["read"]}).status_code == 429

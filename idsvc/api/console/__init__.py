@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from idsvc.api.console.pages import SignInFirst, router
 from idsvc.api.console.sessions import Sessions
+from idsvc.api.limits import RateLimiter
 from idsvc.settings import Settings
 
 #: Only this server's own files; no inline script or style; images also from data: URLs (the photo just searched).
@@ -31,6 +32,8 @@ HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options
 def install(app: FastAPI, settings: Settings) -> None:
     app.state.console_sessions = Sessions(settings.home / "console-sessions.sqlite3",
                                           idle_s=settings.console_idle_s, max_s=settings.console_max_s)
+    # wrong keys at sign-in count against the address in the same buckets as the API's key gate
+    app.state.console_failures = RateLimiter(settings.home / "api-rate.sqlite3", settings.api_failed_auth_per_minute)
     app.include_router(router)
     static = resources.files("idsvc.api.console") / "static"
     app.mount("/console/static", StaticFiles(directory=str(static)), name="console-static")

@@ -6,6 +6,7 @@ on the page with its stable code."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import io
@@ -105,11 +106,14 @@ async def sign_in(request: Request, key: str = Form(""), next: str = Form("/cons
     if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
         return page(request, None, "sign_in.html", status=403, next="/console/identities",
                     error=IdsvcError("forbidden", "a form from another site was refused"))
-    st = state(request)
+    failures = request.app.state.console_failures
+    client = f"auth-failures:{request.client.host if request.client else '?'}"
     try:
-        st.limiter.check(f"console-sign-in:{(request.client.host if request.client else '?')}")
+        await asyncio.to_thread(failures.refuse_if_empty, client)  # out of attempts: not even looked up
         caller: Caller = await call(request, lambda s: s.authenticate(key.strip() or None, "read"), model=False)
     except IdsvcError as exc:
+        if exc.code == "unauthorized":
+            await asyncio.to_thread(failures.take, client)
         return page(request, None, "sign_in.html", status=exc.http_status, next=_local(next), error=exc)
     sid = sessions(request).start(caller)
     res = go(_local(next))
