@@ -1,6 +1,7 @@
 // The console's only script (no inline script anywhere: the Content-Security-Policy forbids it).
 // - drop zones: photos dropped on a file field's label are put in the field;
-// - uploads: a form with photos is sent in the background with its progress shown, then its answer replaces the page;
+// - enroll: the photos are sent in chunks, each chunk's outcomes added to the page as it is answered, with progress
+//   (without script, the form posts whole and the server's page shows the outcomes);
 // - buttons with data-confirm ask first.
 "use strict";
 
@@ -20,31 +21,77 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   for (const form of document.querySelectorAll("form.upload")) {
     form.addEventListener("submit", (e) => {
-      const box = document.getElementById("progress");
-      if (!box || !window.FormData) return;  // the plain form post still works
+      if (!document.getElementById("results") || !window.fetch || !window.FormData) return;  // the plain post works
+      const files = [];
+      for (const input of form.querySelectorAll("input[type=file]")) {
+        for (const f of input.files) files.push([input.name, f]);
+      }
+      if (!files.length) return;  // the server says what is missing
       e.preventDefault();
-      const bar = document.getElementById("progress-bar");
-      const text = document.getElementById("progress-text");
-      const data = new FormData(form);
-      const photos = [...form.querySelectorAll("input[type=file]")].reduce((n, i) => n + i.files.length, 0);
-      const xhr = new XMLHttpRequest();
-      box.hidden = false;
-      text.textContent = `Uploading ${photos} photo${photos === 1 ? "" : "s"}…`;
-      xhr.upload.addEventListener("progress", (p) => {
-        if (p.lengthComputable) bar.value = Math.round((100 * p.loaded) / p.total);
-      });
-      xhr.upload.addEventListener("load", () => {
-        bar.removeAttribute("value");  // indeterminate while the server detects and embeds
-        text.textContent = `Uploaded; detecting and embedding ${photos} photo${photos === 1 ? "" : "s"}…`;
-      });
-      xhr.addEventListener("load", () => {
-        document.open();
-        document.write(xhr.responseText);
-        document.close();
-      });
-      xhr.addEventListener("error", () => { text.textContent = "The upload failed; try again."; });
-      xhr.open("POST", form.action);
-      xhr.send(data);
+      enrollInChunks(form, files);
     });
   }
 });
+
+// Photos go in chunks (at most 8 photos or 8 MB each: a folder of phone photos stays under the server's body limit),
+// one request each; every chunk's outcome rows are added as it is answered, with the count so far.
+async function enrollInChunks(form, files) {
+  const box = document.getElementById("progress");
+  const bar = document.getElementById("progress-bar");
+  const text = document.getElementById("progress-text");
+  const results = document.getElementById("results");
+  const rows = results.querySelector("tbody");
+  const chunks = [];
+  let chunk = [], bytes = 0;
+  for (const item of files) {
+    if (chunk.length && (chunk.length === 8 || bytes + item[1].size > 8e6)) { chunks.push(chunk); chunk = []; bytes = 0; }
+    chunk.push(item);
+    bytes += item[1].size;
+  }
+  chunks.push(chunk);
+  const fields = [...new FormData(form)].filter(([, v]) => typeof v === "string");
+  for (const b of form.querySelectorAll("button")) b.disabled = true;
+  results.removeAttribute("data-done");
+  rows.replaceChildren();
+  results.hidden = false;
+  box.hidden = false;
+  let done = 0;
+  const total = files.length;
+  const say = () => { bar.value = Math.round((100 * done) / total); text.textContent = `${done} of ${total} photos done`; };
+  say();
+  for (const part of chunks) {
+    const data = new FormData();
+    for (const [k, v] of fields) data.append(k, v);
+    for (const [field, f] of part) data.append(field, f, f.webkitRelativePath || f.name);
+    let answer;
+    try {
+      const res = await fetch(form.action, { method: "POST", body: data, credentials: "same-origin" });
+      answer = new DOMParser().parseFromString(await res.text(), "text/html");
+    } catch (err) {
+      answer = null;
+    }
+    const got = answer ? answer.querySelectorAll("#results tbody tr") : [];
+    if (got.length) {
+      for (const tr of got) rows.append(document.importNode(tr, true));
+    } else {  // the whole chunk was refused: say why on each of its photos
+      const why = answer && answer.querySelector(".error");
+      for (const [, f] of part) {
+        const tr = document.createElement("tr");
+        tr.className = "rejected";
+        for (const cell of [f.webkitRelativePath || f.name, "", why ? why.querySelector("code").textContent : "error",
+                            why ? why.textContent : "the upload failed; try again"]) {
+          const td = document.createElement("td");
+          td.textContent = cell;
+          tr.append(td);
+        }
+        rows.append(tr);
+      }
+    }
+    done += part.length;
+    say();
+  }
+  const stored = rows.querySelectorAll("tr.accepted").length;
+  text.textContent = `${total} photos done: ${stored} stored, ${total - stored} not`;
+  for (const b of form.querySelectorAll("button")) b.disabled = false;
+  results.dataset.done = "true";
+}
