@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
+from idsvc.errors import IdsvcError
 from idsvc.faces.images import ImageInput
 from idsvc.home import Home
 from idsvc.jobs import doctor, enroll, identities, keys, search, status, upgrade, verify
@@ -189,6 +190,21 @@ class Service:
 
         return run_calibration(self.home, request, progress)
 
+    def calibration_plots(self) -> list[str]:
+        """The plot names of the active model's latest saved calibration report (``calibrate --report``)."""
+        from idsvc.jobs.calibration import report_plots
+
+        return list(report_plots(self.home))
+
+    def calibration_plot(self, name: str) -> bytes:
+        """One plot of that report, by its name. Raises ``file_not_found``."""
+        from idsvc.jobs.calibration import report_plots
+
+        plot = report_plots(self.home).get(name)
+        if plot is None:
+            raise IdsvcError("file_not_found", f"no calibration plot {name!r} for the active model")
+        return plot.read_bytes()
+
     def evaluate(self, images: Path, pairs: Path, *, progress: Progress | None = None, plot: Path | None = None,
                  write_card: bool = False) -> Evaluation:
         from idsvc.jobs.evaluation import evaluate_pairs_file
@@ -196,6 +212,10 @@ class Service:
         return evaluate_pairs_file(self.home, images, pairs, progress=progress, plot=plot, write_card=write_card)
 
     # -- models ---------------------------------------------------------------------------------------------------
+    def model_card(self) -> ModelInfo:
+        """The active model's card, as loaded (cheap: no checkpoint is read again)."""
+        return ModelInfo(path=str(self.home.model.path), active=True, card=dict(self.home.model.card))
+
     def model_info(self, path: Path | None = None) -> ModelInfo:
         from idsvc.jobs.models import model_info
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,7 +15,8 @@ from idsvc.faces.images import people_folders
 from idsvc.measurement.far import far_thresholds, threshold_at_far
 from idsvc.measurement.pairs import folder_pairs, read_pairs
 from idsvc.measurement.verification import best_accuracy_threshold, kfold_accuracy
-from tests.conftest import LFW, copy_celeba
+from idsvc.settings import load_settings
+from tests.conftest import LFW, copy_celeba, make_keys
 
 runner = CliRunner()
 
@@ -79,7 +81,7 @@ def test_folder_pairs_are_balanced_and_seeded(celeba_folder):
     assert all(p.a.parent != p.b.parent for p in a.pairs if not p.same)
 
 
-def test_calibrate_folder_saves_threshold_that_verify_then_uses(celeba_folder, tmp_path, photos):
+def test_calibrate_folder_saves_threshold_that_verify_then_uses(celeba_folder, tmp_path, photos, live_server):
     home = tmp_path / "h"
     report = tmp_path / "report"
     r = runner.invoke(app, ["--home", str(home), "--json", "calibrate", str(celeba_folder), "--mode", "accuracy",
@@ -112,6 +114,20 @@ def test_calibrate_folder_saves_threshold_that_verify_then_uses(celeba_folder, t
     s = json.loads(runner.invoke(app, ["--home", str(home), "--json", "search", str(a)]).stdout)
     assert s["threshold_source"] in ("calibrated_fpir", "calibrated") and s["threshold"] >= doc["threshold"]
     assert s["gallery"] == {"identities": 0, "templates": 0} and s["target_fpir"] == 0.01
+
+    # the console's status page shows the saved threshold and the report's plots, to a signed-in session only
+    threshold = doc["threshold"]
+    keys = make_keys(home)
+    c = httpx.Client(base_url=live_server(load_settings(home=home, device="cpu")), timeout=60)
+    assert c.post("/console/sign-in", data={"key": keys["read"]}).status_code == 303
+    page = c.get("/console/status").text
+    assert f"Threshold {threshold:.3f} (accuracy" in page and "from 120 genuine and 120 impostor pairs" in page
+    assert 'src="/console/calibration/roc.png"' in page and 'src="/console/calibration/scores.png"' in page
+    plot = c.get("/console/calibration/roc.png")
+    assert plot.status_code == 200 and plot.headers["content-type"] == "image/png" and plot.content[:4] == b"\x89PNG"
+    assert c.get("/console/calibration/summary.json").status_code == 404  # the report's plots, nothing else in it
+    assert c.get("/console/calibration/..%2F..%2Fetc%2Fpasswd").status_code == 404
+    assert httpx.get(c.base_url.join("/console/calibration/roc.png")).status_code == 303  # signed out: sign in first
 
 
 def test_calibrate_refuses_an_unmeasurable_far(celeba_folder, tmp_path):

@@ -135,4 +135,17 @@ def run_calibration(home: Home, req: CalibrationRequest,
 
         result["report"] = write_calibration_report(req.report_dir, result, pairs, scores, labels,
                                                     lambda paths: model.pipeline.eval_crops(paths)[0])
+        home.registry.set_meta(REPORT_KEY + model.version, str(req.report_dir.resolve()))  # the console shows it
     return Calibration.model_validate(result)
+
+
+REPORT_KEY = "calibration_report:"  # + model version → the folder of its latest calibration report
+
+
+def report_plots(home: Home) -> dict[str, Path]:
+    """The plots (``name.png`` → file) of the active model's latest calibration report, if one was saved and is
+    still there; names are the report's own file names, never a path a client gives."""
+    folder = home.registry.get_meta(REPORT_KEY + home.model.version)
+    if not folder or not Path(folder).is_dir():
+        return {}
+    return {p.name: p for p in sorted(Path(folder).glob("*.png")) if p.is_file()}

@@ -307,9 +307,25 @@ async def reindex(request: Request, sess: Session = Signed, csrf: str = Form("")
 
 async def _status(request: Request, sess: Session, code: int = 200, **ctx: Any) -> HTMLResponse:
     admin = allowed(sess, "admin")
-    home = await call(request, lambda s: s.status(server_paths=admin), model=False)
-    ready = await call(request, lambda s: s.readiness(), model=False)
-    return page(request, sess, "status.html", code, home=home, ready=ready, active="status", **ctx)
+
+    def read(s: Any) -> dict[str, Any]:
+        home = s.status(server_paths=admin)
+        saved = [x for x in s.thresholds().thresholds if x.model_version == home.model.version]
+        return {"home": home, "ready": s.readiness(), "card": s.model_card().card, "plots": s.calibration_plots(),
+                "calibrated": max(saved, key=lambda x: x.created_at or "") if saved else None}
+
+    found = await call(request, read, model=False)
+    return page(request, sess, "status.html", code, active="status", **found, **ctx)
+
+
+@router.get("/calibration/{name}")
+async def calibration_plot(request: Request, name: str, _: Session = Signed) -> Response:
+    try:
+        data = await call(request, lambda s: s.calibration_plot(name), model=False)
+    except IdsvcError as exc:  # no such plot: this page's URL names nothing
+        return Response(exc.message, status_code=404 if exc.code == "file_not_found" else exc.http_status,
+                        media_type="text/plain")
+    return Response(data, media_type="image/png", headers={"Cache-Control": "private, no-cache"})
 
 
 def preview(data: bytes, longest: int = 640) -> dict[str, Any]:
