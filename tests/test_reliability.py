@@ -39,9 +39,11 @@ def error(r) -> dict:
 
 
 # -- every input error is an input error ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_geometry_extremes_and_long_names_are_input_errors(tmp_path, photos):
     """A 20000×32 strip and a 32×40000 column hold no face (not an internal error); a 300-character file name is a
-    one-line input error, whatever the command."""
+    one-line input error, whatever the command. Slow tier: detection over the strips takes ~14 s, and the default tier
+    must stay under 3 minutes (the reliability suite's corpus covers odd geometry too)."""
     home = tmp_path / "h"
     good = photos("lfw", "Colin_Powell", 1)[0]
     Image.new("RGB", (20000, 32), (128, 100, 90)).save(tmp_path / "wide.png")
@@ -199,13 +201,13 @@ def test_a_chunked_body_over_the_limit_is_413(server, photos):
 
 
 def test_a_timed_out_enroll_stores_nothing_and_the_next_request_succeeds(tmp_path, live_server):
-    """40 photos in a 0.5 s limit (they take about 1.5 s; 2 s stopped being enough once enroll got faster): 504, no
-    template committed, and the worker is free at once (the work was stopped at a photo boundary, so it let go of the
-    model lock)."""
+    """60 photos in a 1 s limit (they take over 2 s): 504, no template committed, and the worker is free at once (the
+    work was stopped at a photo boundary, so it let go of the model lock). The limit counts from each request's
+    arrival, so it must leave the status request after it room on a loaded CI machine: 0.5 s did not."""
     home = tmp_path / "home"
     keys = make_keys(home)
-    base = live_server(load_settings(home=home, device="cpu", api_request_timeout_s=0.5))
-    src = sorted((CELEBA / "7206").glob("*.jpg"))[:40]
+    base = live_server(load_settings(home=home, device="cpu", api_request_timeout_s=1.0))
+    src = sorted((CELEBA / "7206").glob("*.jpg"))[:60]
     up = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in src]
     w = {"Authorization": f"Bearer {keys['write']}"}
     res = httpx.post(f"{base}/v1/identities/slow/enroll", headers=w, files=up, timeout=120)
