@@ -234,6 +234,7 @@ async def enroll(request: Request, sess: Session = Signed, csrf: str = Form(""),
             raise IdsvcError("invalid_argument", "name the identity these photos are of")
         if not one and not each:
             raise IdsvcError("invalid_argument", "choose photos, or a folder of people folders")
+        unnamed: list[Any] = []  # uploads without a PERSON/ folder (folder mode)
         if one:
             result = await call(request, lambda s: s.enroll(name.strip(), one, atomic=True), model=False)
             outcomes = [result]
@@ -243,8 +244,7 @@ async def enroll(request: Request, sess: Session = Signed, csrf: str = Form(""),
             unnamed = bulk.unnamed
     except IdsvcError as exc:
         return failed(request, sess, "enroll.html", exc, name=name, active="enroll")
-    return page(request, sess, "enroll.html", name=name, outcomes=outcomes, active="enroll",
-                unnamed=unnamed if not one else [])
+    return page(request, sess, "enroll.html", name=name, outcomes=outcomes, unnamed=unnamed, active="enroll")
 
 
 # -- search and verify --------------------------------------------------------------------------------------------
