@@ -34,7 +34,7 @@ BACKEND = os.environ.get("IDSVC_TEST_BACKEND", "sqlite-faiss")
 
 #: Variables the tests themselves read; every other ``IDSVC_*`` is cleared for the run (a developer's ``IDSVC_DB`` must
 #: not point the tests at a real database, nor ``IDSVC_MODEL`` change what they measure).
-TEST_VARIABLES = {"IDSVC_TEST_BACKEND", "IDSVC_RECORD_ANSWERS"}
+TEST_VARIABLES = {"IDSVC_TEST_BACKEND", "IDSVC_RECORD_ANSWERS", "IDSVC_ARTIFACTS", "IDSVC_TEST_CHROMIUM"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
