@@ -45,12 +45,12 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     routers = (faces.router, identities.router, batch.router, admin.router, admin.scrape)
     for router in routers:
         app.include_router(router)
+    failures = RateLimiter(settings.home / "api-rate.sqlite3", settings.api_failed_auth_per_minute)
     if settings.console:
         from idsvc.api import console
 
-        console.install(app, settings)
+        console.install(app, settings, failures)
     app.openapi = lambda: contract.openapi(app)  # type: ignore[method-assign]
-    failures = RateLimiter(settings.home / "api-rate.sqlite3", settings.api_failed_auth_per_minute)
     queue = Admission(BodyLimit(app, settings.api_max_body_bytes), settings.api_queue, model_routes(routers))
     gather = Gatherer(svc, max_batch=settings.api_batch, wait_s=settings.api_batch_wait_ms / 1000,
                       limit_s=settings.api_request_timeout_s, arrived=lambda: queue.gathering)

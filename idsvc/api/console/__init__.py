@@ -29,11 +29,12 @@ HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options
            (b"referrer-policy", b"same-origin"), (b"x-frame-options", b"DENY")]
 
 
-def install(app: FastAPI, settings: Settings) -> None:
+def install(app: FastAPI, settings: Settings, failures: RateLimiter) -> None:
+    """The console's routes, files and session store on ``app``; ``failures``: the key gate's buckets of wrong keys
+    per address, which sign-in counts against too."""
     app.state.console_sessions = Sessions(settings.home / "console-sessions.sqlite3",
                                           idle_s=settings.console_idle_s, max_s=settings.console_max_s)
-    # wrong keys at sign-in count against the address in the same buckets as the API's key gate
-    app.state.console_failures = RateLimiter(settings.home / "api-rate.sqlite3", settings.api_failed_auth_per_minute)
+    app.state.console_failures = failures
     app.include_router(router)
     static = resources.files("idsvc.api.console") / "static"
     app.mount("/console/static", StaticFiles(directory=str(static)), name="console-static")

@@ -62,13 +62,18 @@ def allowed(sess: Session, needed: str) -> bool:
 
 def check_post(request: Request, sess: Session, csrf: str, needed: str) -> None:
     """A form POST: the session's CSRF token, a same-origin ``Origin`` when sent, and the scope the action needs."""
-    origin = request.headers.get("origin")
-    if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
-        raise IdsvcError("forbidden", "a form from another site was refused")
+    same_origin(request)
     if not secrets.compare_digest(csrf.encode(), sess.csrf.encode()):
         raise IdsvcError("forbidden", "the form's CSRF token is missing or stale; reload the page and try again")
     if not allowed(sess, needed):
         raise IdsvcError("forbidden", f"this needs a {needed} key; you signed in with a {sess.scope} key")
+
+
+def same_origin(request: Request) -> None:
+    """Refuse a form the browser says came from another site (``Origin``, when sent, must name this server)."""
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise IdsvcError("forbidden", "a form from another site was refused")
 
 
 def page(request: Request, sess: Session | None, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -102,13 +107,10 @@ async def sign_in_page(request: Request, next: str = "/console/identities") -> H
 
 @router.post("/sign-in")
 async def sign_in(request: Request, key: str = Form(""), next: str = Form("/console/identities")) -> Response:
-    origin = request.headers.get("origin")
-    if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
-        return page(request, None, "sign_in.html", status=403, next="/console/identities",
-                    error=IdsvcError("forbidden", "a form from another site was refused"))
     failures = request.app.state.console_failures
     client = f"auth-failures:{request.client.host if request.client else '?'}"
     try:
+        same_origin(request)
         await asyncio.to_thread(failures.refuse_if_empty, client)  # out of attempts: not even looked up
         caller: Caller = await call(request, lambda s: s.authenticate(key.strip() or None, "read"), model=False)
     except IdsvcError as exc:
