@@ -19,6 +19,7 @@ given to idsvc is the degraded one, and idsvc must find the face again.
 | arcface-112 | an ArcFace-aligned 112×112 crop, as other face systems export them |
 | grey-light | the loose photo in greyscale under one point light 25–65° to the side: half the face in shadow |
 | tight-grey-light | tight-168x192, greyscale, the same light: both mechanisms at once (an infrared door camera) |
+| tight-grey-light25 | the same with the light 0–25° to the side, as the issue's own photos were lit |
 | low-light | a dark exposure brightened back: sensor and quantisation noise |
 | blur | motion (7–15 px) or defocus (2.5–4.5 px radius) blur |
 | jpeg20 | JPEG quality 20 |
@@ -77,6 +78,7 @@ PROXIES: dict[str, Transform] = {
     "arcface-112": arcface,
     "grey-light": photometric(lambda rgb, lm, rng: point_light(grey(rgb), rng)),
     "tight-grey-light": tight_grey_light,
+    "tight-grey-light25": lambda rgb, lm, rng: tight_grey_light(rgb, lm, rng, (0, 25)),
     "low-light": photometric(low_light),
     "blur": photometric(blur),
     "jpeg20": photometric(jpeg20),

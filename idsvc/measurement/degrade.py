@@ -145,6 +145,7 @@ def jpeg20(rgb: np.ndarray, _lm: np.ndarray, _rng: np.random.Generator) -> np.nd
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
-def tight_grey_light(rgb: np.ndarray, lm: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def tight_grey_light(rgb: np.ndarray, lm: np.ndarray, rng: np.random.Generator,
+                     azimuth_degrees: tuple[float, float] = (25, 65)) -> tuple[np.ndarray, np.ndarray]:
     cut, matrix = tight_cut(rgb, lm, rng, (168, 192))
-    return point_light(grey(cut), rng), matrix
+    return point_light(grey(cut), rng, azimuth_degrees), matrix
