@@ -74,18 +74,23 @@ def gallery(pool: list[tuple[str, list[int]]], size: int) -> tuple[list[int], li
     raise SystemExit(f"the pool cannot fill {size} templates")
 
 
+def searched(vecs: np.ndarray, templates: list[int], owner: list[int], probes: list[int], probe_owner: list[int],
+             strangers: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(each stranger's best score, whether each mated probe's best template is its own, each mated probe's best
+    score) for a search of the gallery ``templates``."""
+    g = vecs[templates]
+    s = vecs[probes] @ g.T
+    right = np.array(owner)[s.argmax(axis=1)] == np.array(probe_owner)
+    return (vecs[strangers] @ g.T).max(axis=1), right, s.max(axis=1)
+
+
 def run(model: str, vecs: np.ndarray, strangers: list[int], pool: list[tuple[str, list[int]]],
         fpirs: list[float]) -> list[dict]:
     c = card(model)
     rows = []
     for size in SIZES:
         templates, owner, probes, probe_owner = gallery(pool, size)
-        g, own = vecs[templates], np.array(owner)
-        best_stranger = (vecs[strangers] @ g.T).max(axis=1)
-        s = vecs[probes] @ g.T
-        top = s.argmax(axis=1)
-        right = own[top] == np.array(probe_owner)
-        best_mated = s.max(axis=1)
+        best_stranger, right, best_mated = searched(vecs, templates, owner, probes, probe_owner, strangers)
         identities = len(set(owner))
         for fpir in fpirs:
             sized = search_threshold(c["impostor_tail"], fpir, size)
@@ -126,15 +131,13 @@ def holdout(model: str, vecs: np.ndarray, people: dict[str, list[int]], fpirs: l
         for size in sizes:
             enrolled = [n for n in half_b if len(people[n]) > k][: size // k]
             templates = [r for n in enrolled for r in people[n][:k]]
-            owner = np.repeat(np.arange(len(enrolled)), k)
+            owner = [i for i in range(len(enrolled)) for _ in range(k)]
             probes = [r for n in enrolled for r in people[n][k:k + 2]]
-            probe_owner = np.array([i for i, n in enumerate(enrolled) for _ in people[n][k:k + 2]])
+            probe_owner = [i for i, n in enumerate(enrolled) for _ in people[n][k:k + 2]]
             strangers = [r for n in half_b if n not in enrolled
                          and not any(same_person(vecs, people[n], people[e], duplicate) for e in enrolled)
                          for r in people[n]]
-            best_stranger = (vecs[strangers] @ vecs[templates].T).max(axis=1)
-            s = vecs[probes] @ vecs[templates].T
-            right, best_mated = owner[s.argmax(axis=1)] == probe_owner, s.max(axis=1)
+            best_stranger, right, best_mated = searched(vecs, templates, owner, probes, probe_owner, strangers)
             for fpir in fpirs:
                 sized = search_threshold(tail, fpir, size)
                 t = max(sized["threshold"], c["threshold"])
