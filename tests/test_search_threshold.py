@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from idsvc.errors import IdsvcError
-from idsvc.measurement.impostor_tail import measure_tail, per_comparison_far, search_threshold, threshold_at
+from idsvc.measurement.impostor_tail import (
+    measure_tail,
+    mislabelled,
+    per_comparison_far,
+    search_threshold,
+    threshold_at,
+)
 from tests.conftest import LFW, lfw_people, search_one
 
 
@@ -26,6 +32,25 @@ def test_the_tail_gives_the_quantiles_it_measured_and_extrapolates_beyond_them()
     assert extrapolated and t6 > tail["points"][-1][1] and t6 >= 0.1 * 4.753
     with pytest.raises(IdsvcError, match="cannot measure the impostor tail"):
         measure_tail(scores[:500], source="few", identities=0, photos=0)
+
+
+def test_a_photo_filed_under_the_wrong_identity_is_found_and_lookalikes_are_not():
+    # Embeddings as numbers (the arithmetic, not a face): eight identities of six photos, each photo its identity's
+    # centre plus noise (same-identity scores ~0.7), identities 0 and 1 look alike (their photos score ~0.45 with
+    # each other's), and one photo of identity 3 filed under identity 2.
+    rng = np.random.default_rng(2)
+    centres = rng.standard_normal((8, 64))
+    centres[1] = centres[0] + 0.9 * centres[1]
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    owner = np.repeat(np.arange(8), 6)
+    vecs = centres[owner] + rng.standard_normal((48, 64)) * 0.08
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    owner[3 * 6] = 2
+    lookalike = np.median(vecs[:6] @ vecs[6:12].T)
+    assert 0.3 < lookalike < np.median(vecs[:6] @ vecs[:6].T)
+    found = mislabelled(vecs, owner, threshold=0.3, block=16)  # blocks: a photo's own row is never its evidence
+    assert np.flatnonzero(found).tolist() == [3 * 6]
+    assert not mislabelled(vecs, np.repeat(np.arange(8), 6), threshold=0.3).any()  # labelled right: nothing
 
 
 def test_the_threshold_rises_with_the_number_of_templates():
