@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -18,6 +19,7 @@ def idsvc(home: Path, *args: str):
     return runner.invoke(app, ["--home", str(home), "--json", *args], catch_exceptions=False)
 
 
+@pytest.mark.slow  # re-embeds a gallery and calibrates on real photos: ~14 s on 2 cores
 def test_upgrade_then_calibrate_then_verify_all_use_the_new_model(service, photos, settings, tmp_path):
     colin = photos("lfw", "Colin_Powell", 1, 2, 3)
     service.enroll("colin", [str(p) for p in colin[:2]])

@@ -79,6 +79,7 @@ def schemathesis(live: dict[str, Any], tmp_path: Path, *args: str) -> subprocess
                           capture_output=True, text=True, timeout=900, cwd=tmp_path)
 
 
+@pytest.mark.slow  # fuzzes every operation against a live server: ~14 s on 2 cores
 def test_schemathesis_finds_no_failure_with_every_check(live, tmp_path):
     """Every operation, every check (status codes, content types, response schemas, positive and negative data,
     auth ignored, methods, ...), a fixed seed so that CI is repeatable; the slow tier runs more cases unseeded."""

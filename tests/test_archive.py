@@ -40,6 +40,7 @@ def gallery(tmp_path, photos):
     return src, archive, [colin[2], bush[2]], json.loads(r.stdout)
 
 
+@pytest.mark.slow  # exports, imports and searches a gallery through the CLI: ~8 s on 2 cores
 def test_export_then_import_gives_the_same_answers(gallery, tmp_path):
     src, archive, probes, exported = gallery
     assert exported["identities"] == 2 and exported["crops"] == exported["templates"] >= 3

@@ -81,6 +81,7 @@ def test_folder_pairs_are_balanced_and_seeded(celeba_folder):
     assert all(p.a.parent != p.b.parent for p in a.pairs if not p.same)
 
 
+@pytest.mark.slow  # embeds a CelebA folder and starts a server: ~10 s on 2 cores
 def test_calibrate_folder_saves_threshold_that_verify_then_uses(celeba_folder, tmp_path, photos, live_server):
     home = tmp_path / "h"
     report = tmp_path / "report"

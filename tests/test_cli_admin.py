@@ -47,6 +47,7 @@ def test_model_import_facenet_keras_through_the_cli(tmp_path, facenet_path):
     assert r.exit_code == 2 and r.stderr.startswith("Error: ")
 
 
+@pytest.mark.slow  # embeds 80 LFW photos through the CLI: ~4 s on 2 cores
 def test_eval_pairs_reports_the_lfw_metrics(tmp_path):
     pairs = small_pairs_file(tmp_path / "pairs.txt", per=2)
     r = idsvc(tmp_path / "h", "--json", "eval", "pairs", "--images", str(LFW), "--pairs", str(pairs))

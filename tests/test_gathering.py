@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from idsvc.settings import load_settings
@@ -41,6 +42,7 @@ def answer(res: httpx.Response) -> tuple[int, Any]:
     return res.status_code, body
 
 
+@pytest.mark.slow  # many concurrent requests against a live server, then each alone: ~6 s on 2 cores
 def test_requests_that_share_a_pass_get_what_each_gets_alone(tmp_path: Path, live_server) -> None:
     # companions are waited for up to 300 ms, so the requests sent together below do share passes
     s = load_settings(home=tmp_path / "home", device="cpu", api_batch_wait_ms=300, api_batch=16)

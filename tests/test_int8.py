@@ -22,6 +22,7 @@ def crops(shared_pipeline) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([f.aligned.crop for f in fcs]), np.stack([f.aligned.landmarks for f in fcs])
 
 
+@pytest.mark.slow  # quantizes FaceNet and embeds real crops both ways: ~6 s on 2 cores
 def test_int8_facenet_stays_close_to_float32_and_keeps_people_apart(crops, tmp_path):
     from idsvc.encoders.load import accelerate
     from idsvc.home.pipeline import Pipeline

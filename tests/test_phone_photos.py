@@ -58,6 +58,7 @@ def idsvc(home: Path, *args: str):
     return CliRunner().invoke(app, ["--home", str(home), *args], catch_exceptions=False)
 
 
+@pytest.mark.slow  # enroll and search through the CLI in subprocesses: ~5 s on 2 cores
 def test_the_cli_enrolls_and_finds_heic_avif_and_exif_rotated_photos(tmp_path, colin) -> None:
     home = tmp_path / "home"
     r = idsvc(home, "--json", "enroll", "colin", str(colin["enroll"]["heic"]))

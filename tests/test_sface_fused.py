@@ -112,6 +112,7 @@ def test_fused_vector_has_norm_1_and_cosine_is_the_weighted_mean(sface_path, fac
     assert err.value.code == "invalid_argument"
 
 
+@pytest.mark.slow  # re-embeds a gallery twice: ~8 s on 2 cores
 def test_a_home_switches_between_single_and_fused_models(service, photos, sface_path, facenet_path, tmp_path):
     from idsvc.encoders.load import fuse
 
@@ -167,6 +168,7 @@ def test_sface_realigns_a_tight_crop_from_its_own_landmarks(service, sface_path,
     assert vec @ right[0] > 0.999  # the stored crop, re-aligned from its stored landmarks
 
 
+@pytest.mark.slow  # loads both members' checkpoints again: ~4 s on 2 cores
 def test_a_linked_fusion_reads_its_members_from_beside_it(sface_path, facenet_path, crops, tmp_path):
     """`fuse --link` stores member file names, not copies (the shipped default does this so FaceNet is stored
     once); the card's member versions still pin the weights."""
