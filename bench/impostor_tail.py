@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from idsvc.encoders.checkpoint import sidecar_card
 from idsvc.faces.images import image_files
 from idsvc.measurement.impostor_tail import impostor_scores, measure_tail, mislabelled, search_threshold
 from idsvc.settings import DEFAULT_MODEL, load_settings
@@ -92,8 +93,11 @@ def embeddings(dataset: str, cache: Path, tag: str) -> tuple[dict[str, list[Path
 
 
 def card_of(name: str) -> dict:
-    path = MODELS[name]
-    return json.loads(path.with_name(path.name + ".card.json").read_text())
+    """The card beside a shipped model's checkpoint, refused if it no longer describes that very file."""
+    card = sidecar_card(MODELS[name])
+    if card is None:
+        raise SystemExit(f"{MODELS[name]}.card.json does not describe {MODELS[name].name} (rewritten since?)")
+    return card
 
 
 def fused(members: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -140,8 +144,8 @@ def main() -> None:
     ap.add_argument("--lfw", action="store_true", help="embed LFW View 2's photos too (for bench/open_set.py)")
     ap.add_argument("--write", action="store_true", help="write the shipped default's tail into its card (the "
                     "members' cards keep theirs: writing one rewrites a 16–45 MB checkpoint for one card field)")
-    ap.add_argument("--sources", type=int, metavar="N", help="print the N pairs of identities the tail at its last "
-                    "measured point comes from, and the share from lookalikes and from label noise")
+    ap.add_argument("--sources", type=int, metavar="N", help="print the N pairs of identities the impostor pairs at "
+                    "the card's FAR 1e-4 point come from, and the share from lookalikes and from label noise")
     args = ap.parse_args()
     people, emb = embeddings("celeba", args.cache, args.tag)
     if args.sources:
@@ -172,6 +176,7 @@ def main() -> None:
             update_card(path, {"impostor_tail": tail})
             print(f"    written into {path.name}'s card")
         (args.cache / f"tail-{name}.json").write_text(json.dumps(tail, indent=1))
+
 
 if __name__ == "__main__":
     main()
