@@ -7,7 +7,10 @@ Ranges come from CelebA (training data; one photo of each of the first ``--calib
 0.2); of all 493, none (99.25%, TAR 97.97, against 99.22% and 97.73 in float32), as did 3 photos of 160.
 They are written to ``data/models/<version>.int8.json``, which ships; commit it only when the gate holds.
 
-    python bench/int8.py [--model data/models/idsvc-facenet.pt] [--calibration 493] [--no-lfw]
+    python bench/int8.py [--model data/models/idsvc-facenet.pt] [--calibration 493] [--no-lfw] [--as-shipped]
+
+The int8 file runs as this CPU's path runs it (``for_this_cpu``: without VNNI, with uint8 weights), so a CPU without
+VNNI reports the figures a VNNI one does. ``--as-shipped`` checks the shipped ranges without measuring new ones.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=PROJECT_ROOT / "data" / "models" / "idsvc-facenet.pt")
     ap.add_argument("--calibration", type=int, default=493, help="CelebA identities, one photo each (493: all)")
     ap.add_argument("--no-lfw", action="store_true")
+    ap.add_argument("--as-shipped", action="store_true",
+                    help="measure no ranges: check the gate with the ranges in data/models as they are")
     args = ap.parse_args()
 
-    from idsvc.encoders.int8 import measure_ranges
+    from idsvc.encoders.int8 import for_this_cpu, measure_ranges, quantized
     from idsvc.encoders.load import accelerate, load_encoder
     from idsvc.home.pipeline import Pipeline
     from idsvc.measurement.pairs import read_pairs
@@ -42,12 +47,17 @@ def main() -> None:
     s = load_settings(home=Path(tempfile.mkdtemp()) / "home", model=args.model, device="cpu")
     enc = load_encoder(args.model, device="cpu")
     pipe = Pipeline(s, enc)
-    people = sorted((SHARED_DATA / "celeba").iterdir())[:args.calibration]
-    crops, _, _ = pipe.eval_crops([sorted(d.glob("*.jpg"))[0] for d in people])
-    out = PROJECT_ROOT / "data" / "models" / f"{enc.version}.int8.json"
-    t0 = time.perf_counter()
-    int8_file = measure_ranges(enc, crops, s.model_cache_dir, out)
-    print(f"ranges of {enc.version} from {len(crops)} CelebA crops → {out} ({time.perf_counter() - t0:.1f} s)")
+    if args.as_shipped:
+        int8_file = quantized(enc, s.model_cache_dir)
+        if int8_file is None:
+            raise SystemExit(f"no ranges ship for {enc.version}")
+    else:
+        people = sorted((SHARED_DATA / "celeba").iterdir())[:args.calibration]
+        crops, _, _ = pipe.eval_crops([sorted(d.glob("*.jpg"))[0] for d in people])
+        out = PROJECT_ROOT / "data" / "models" / f"{enc.version}.int8.json"
+        t0 = time.perf_counter()
+        int8_file = measure_ranges(enc, crops, s.model_cache_dir, out)
+        print(f"ranges of {enc.version} from {len(crops)} CelebA crops → {out} ({time.perf_counter() - t0:.1f} s)")
     if args.no_lfw:
         return
 
@@ -59,7 +69,7 @@ def main() -> None:
     t0 = time.perf_counter()
     fp32 = enc.embed(crops, landmarks)
     t_fp32 = time.perf_counter() - t0
-    enc.runtime, enc.numerics = OnnxNetwork(int8_file), "int8"
+    enc.runtime, enc.numerics = OnnxNetwork(for_this_cpu(int8_file)), "int8"  # as this CPU runs it
     t0 = time.perf_counter()
     int8 = enc.embed(crops, landmarks)
     t_int8 = time.perf_counter() - t0
@@ -91,7 +101,7 @@ def main() -> None:
         rows.append([label, f"{100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f}", f"{r['auc']:.5f}",
                      f"{100 * r['eer']:.2f}", f"{100 * r['tar_at_far_1e-3']:.2f}"])
     cos = np.sum(fp32 * int8, axis=1)
-    print(f"# int8 gate on LFW View 2 (6,000 pairs, 10 folds) — {machine()}")
+    print(f"# int8 gate on LFW View 2 (6,000 pairs, 10 folds) — {machine()}; int8 file {for_this_cpu(int8_file).name}")
     print(table(["model", "accuracy %", "AUC", "EER %", "TAR@FAR1e-3 %"], rows))
     print(f"int8 vs float32 cosine: median {np.median(cos):.5f}, min {cos.min():.5f}; embedding {len(crops)} crops: "
           f"float32 {t_fp32:.1f} s, int8 {t_int8:.1f} s ({t_fp32 / t_int8:.2f}×)")

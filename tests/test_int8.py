@@ -44,6 +44,25 @@ def test_int8_facenet_stays_close_to_float32_and_keeps_people_apart(crops, tmp_p
     assert min(sims[0, 1], sims[2, 3]) > 0.5 > max(sims[0, 2], sims[1, 3])  # the same people stay together
 
 
+@pytest.mark.slow  # quantizes FaceNet and embeds one crop both ways: ~6 s on 2 cores
+def test_int8_on_a_cpu_without_vnni_is_not_saturated(shared_pipeline, tmp_path):
+    """On this photo ONNX Runtime's uint8 × int8 kernel without VNNI overflows its 16-bit sums: the shipped int8 file
+    run there gave a vector at cosine 0.957 to float32's. The file this CPU runs (``for_this_cpu``: the same values
+    with uint8 weights where there is no VNNI) stays where VNNI's exact arithmetic puts it (0.999)."""
+    from idsvc.encoders.load import accelerate
+
+    face = shared_pipeline.one_face(load_image(LFW / "Catherine_Zeta-Jones" / "Catherine_Zeta-Jones_0004.jpg",
+                                               max_pixels=10**8, min_side=8), strict=False)
+    crop, marks = face.aligned.crop[None], face.aligned.landmarks[None]
+    cache = tmp_path / "cache"
+    plain = load_encoder(FACENET_MODEL, device="cpu")
+    accelerate(plain, cache)
+    forced = load_encoder(FACENET_MODEL, device="cpu")
+    accelerate(forced, cache, int8=True)
+    assert forced.numerics == "int8"
+    assert float(np.sum(forced.embed(crop, marks) * plain.embed(crop, marks))) > 0.99
+
+
 def test_the_setting_gives_the_active_model_int8_and_only_where_ranges_ship(tmp_path, monkeypatch, photos):
     from idsvc.encoders.int8 import cpu_has_vnni, wants_int8
     from idsvc.encoders.load import accelerate

@@ -13,14 +13,18 @@ fusion 99.53% against 99.58% (TAR 99.23 against 99.20) — 3 pairs of 6,000, at 
 
 Where it runs (``IDSVC_CPU_RUNTIME``, default ``auto``): on x86-64 CPUs with VNNI (AVX512-VNNI or AVX-VNNI: Intel
 since Cascade Lake and Alder Lake, AMD since Zen 4), where the gate was measured. Without VNNI, ONNX Runtime sums
-pairs of uint8 × int8 products in 16 bits, which full-range weights can overflow (its documentation's saturation
-warning); 7-bit weights avoid that but cost accuracy here (fusion TAR 99.07% against 99.20%, cosine to float32 as
-low as 0.92), so ``auto`` keeps float32 there, and on other CPUs. ``onnxruntime-int8`` asks for int8 on any CPU;
-``onnxruntime`` keeps float32. A model without shipped ranges stays on float32, and anything that fails here leaves
-the float32 path. The numerics change no model version: float32 and int8 vectors of the same model are compared (a
-gallery enrolled on a GPU, searched on a CPU) at no measurable cost — the fusion scores 99.58% with one photo of
-each LFW pair in float32 and the other in int8, TAR 99.20%, as float32 does. Batched and one-photo enroll give the
-same int8 templates because detection is batch-invariant (``idsvc.faces.mtcnn.cpu_networks``).
+pairs of uint8 × int8 products in 16 bits, which full-range weights overflow on some faces (its documentation's
+saturation warning; cosine to float32 0.957 on an LFW photo, 0.880 on a CelebA one, tested); 7-bit weights avoid
+that but cost accuracy (fusion TAR 99.07% against 99.20%, cosine to float32 as low as 0.92). So there the same file
+runs with its weights stored as uint8 with zero point 128 (``for_this_cpu``: the same quantized values), which ONNX
+Runtime multiplies uint8 × uint8 widened to 16 bits and summed in 32 bits — exact, as VNNI's sums are (the fusion on
+LFW 99.53% ± 0.23, TAR 99.23%, on a CPU without VNNI: the VNNI machine's figures) — at only 1.2× float32's speed
+there, not 1.8×. So ``auto`` keeps float32 on such CPUs, and on other CPUs; ``onnxruntime-int8`` asks for int8 on
+any CPU; ``onnxruntime`` keeps float32. A model without shipped ranges stays on float32, and anything that fails
+here leaves the float32 path. The numerics change no model version: float32 and int8 vectors of the same model
+are compared (a gallery enrolled on a GPU, searched on a CPU) at no measurable cost — the fusion scores 99.58% with
+one photo of each LFW pair in float32 and the other in int8, TAR 99.20%, as float32 does. Batched and one-photo
+enroll give the same int8 templates because detection is batch-invariant (``idsvc.faces.mtcnn.cpu_networks``).
 """
 
 from __future__ import annotations
@@ -93,6 +97,52 @@ def quantized(encoder: Any, cache_dir: Path) -> Path | None:
     if not out.is_file():
         _quantize(encoder, cache_dir, ranges, out)
     return out
+
+
+def for_this_cpu(path: Path) -> Path:
+    """The int8 file to run here: ``path`` itself on a CPU with VNNI (or not x86-64), else its ``unsigned_weights``
+    copy beside it (built once), which ONNX Runtime's integer kernels compute without 16-bit saturation."""
+    import platform
+
+    if cpu_has_vnni() or platform.machine().lower() not in ("x86_64", "amd64"):
+        return path
+    out = path.with_name(f"{path.stem}-u8w.onnx")
+    if not out.is_file():
+        scratch = out.with_name(f".{out.stem}-{os.getpid()}.onnx")
+        scratch.write_bytes(unsigned_weights(path.read_bytes()))
+        os.replace(scratch, out)
+    return out
+
+
+def unsigned_weights(raw: bytes) -> bytes:
+    """The QDQ model with every int8 weight ``w`` (zero point 0) stored as the uint8 ``w + 128`` with zero point 128:
+    the same dequantized values, ``(w + 128 − 128) · scale``, for a kernel that multiplies uint8 by uint8."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(raw)
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or len(node.input) < 3 \
+                or node.input[0] not in inits or node.input[2] not in inits:
+            continue
+        w, zero = numpy_helper.to_array(inits[node.input[0]]), numpy_helper.to_array(inits[node.input[2]])
+        if w.dtype != np.int8 or zero.dtype != np.int8 or zero.any():
+            continue
+        for k, value in ((0, (w.astype(np.int16) + 128).astype(np.uint8)), (2, np.full(zero.shape, 128, np.uint8))):
+            name = f"{node.input[k]}_u8"  # a new name: an initializer another node shares is left as it is
+            if name not in inits:
+                inits[name] = numpy_helper.from_array(value, name)
+                graph.initializer.append(inits[name])
+            node.input[k] = name
+    used = {n for node in graph.node for n in node.input}
+    unused = {name for name in inits if name not in used}
+    for listed in (graph.initializer, graph.input):
+        kept = [x for x in listed if x.name not in unused]
+        del listed[:]
+        listed.extend(kept)
+    return model.SerializeToString()
 
 
 def _built(encoder: Any, cache_dir: Path, ranges: Path) -> Path:

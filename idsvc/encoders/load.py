@@ -72,11 +72,11 @@ def accelerate(encoder: Any, cache_dir: Path, *, int8: bool = False) -> None:
             continue
         if int8:
             try:
-                from idsvc.encoders.int8 import quantized
+                from idsvc.encoders.int8 import for_this_cpu, quantized
 
                 path = quantized(member, cache_dir)
                 if path is not None:
-                    member.runtime, member.numerics = OnnxNetwork(path), "int8"
+                    member.runtime, member.numerics = OnnxNetwork(for_this_cpu(path)), "int8"
                     continue
             except Exception as exc:  # noqa: BLE001 - the float32 path is always there to fall back to
                 log.warning("int8 path unavailable for %s (%s: %s); using float32", member.version,
