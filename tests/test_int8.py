@@ -63,8 +63,20 @@ def test_int8_on_a_cpu_without_vnni_is_not_saturated(shared_pipeline, tmp_path):
     assert float(np.sum(forced.embed(crop, marks) * plain.embed(crop, marks))) > 0.99
 
 
-def test_the_setting_gives_the_active_model_int8_and_only_where_ranges_ship(tmp_path, monkeypatch, photos):
+def test_the_setting_asks_for_int8_where_the_cpu_has_vnni_or_where_it_is_forced(tmp_path, monkeypatch):
     from idsvc.encoders.int8 import cpu_has_vnni, wants_int8
+
+    monkeypatch.delenv("IDSVC_CPU_RUNTIME", raising=False)
+    assert load_settings(home=tmp_path / "d").cpu_runtime == "auto"
+    assert wants_int8("auto") == cpu_has_vnni()
+    monkeypatch.setenv("IDSVC_CPU_RUNTIME", "onnxruntime-int8")
+    assert wants_int8(load_settings(home=tmp_path / "b").cpu_runtime)
+    assert not wants_int8("onnxruntime") and not wants_int8("torch")
+
+
+@pytest.mark.slow  # loads FaceNet five ways and enrolls through a service: 4–12 s on 2 cores
+def test_the_setting_gives_the_active_model_int8_and_only_where_ranges_ship(tmp_path, monkeypatch, photos):
+    from idsvc.encoders.int8 import cpu_has_vnni
     from idsvc.encoders.load import accelerate
     from idsvc.home.active_model import ActiveModel
     from tests.conftest import permuted_model
@@ -75,7 +87,6 @@ def test_the_setting_gives_the_active_model_int8_and_only_where_ranges_ship(tmp_
 
     monkeypatch.delenv("IDSVC_CPU_RUNTIME", raising=False)
     default = load_settings(home=tmp_path / "d", model=FACENET_MODEL, device="cpu")
-    assert default.cpu_runtime == "auto" and wants_int8("auto") == cpu_has_vnni()
     assert facenet_numerics(default) == ("int8" if cpu_has_vnni() else "float32")
     assert facenet_numerics(load_settings(home=tmp_path / "a", model=FACENET_MODEL, device="cpu",
                                           cpu_runtime="onnxruntime")) == "float32"
