@@ -156,3 +156,17 @@ def test_detection_on_a_gpu_finds_the_cpu_faces(shared_pipeline):
         for ours, theirs in zip(gpu.detect_batch(list(batch)), shared_pipeline.detector.detect_batch(list(batch))):
             assert len(ours) == len(theirs)
             assert all(np.abs(np.subtract(a.box, b.box)).max() < 0.05 for a, b in zip(ours, theirs))
+
+
+def test_loading_yunet_prints_nothing_and_leaves_opencvs_log_level(capfd):
+    """OpenCV 5 warns on stderr as it builds YuNet's network; a command's output must not carry that line, and the
+    process's OpenCV log level is the caller's again afterwards."""
+    import cv2
+
+    from idsvc.faces.yunet import YuNet
+
+    before = cv2.utils.logging.getLogLevel()
+    yunet = YuNet()
+    assert yunet.detect(_load(SAMPLES / "test_images" / "angelina_jolie" / "1.jpg").pixels)
+    assert "WARN" not in capfd.readouterr().err
+    assert cv2.utils.logging.getLogLevel() == before

@@ -61,7 +61,14 @@ class YuNet:
         if hashlib.sha256(data).hexdigest() != MODEL_SHA256:
             raise IdsvcError("model_invalid", f"{self.model}: not the shipped YuNet detector (sha256 differs)",
                              path=str(self.model))
-        return cv2.FaceDetectorYN.create(str(self.model), "", (320, 320), MIN_SCORE, 0.3, 5000)
+        # OpenCV 5 prints a WARN line on stderr as it builds the network ("setPreferableTarget: targets are not
+        # supported by the new graph engine"): noise in every command that needs YuNet, so quiet for this call only.
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        try:
+            return cv2.FaceDetectorYN.create(str(self.model), "", (320, 320), MIN_SCORE, 0.3, 5000)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """(H, W, 3) uint8 RGB → every face YuNet finds on the padded copy (downscaled to fit ``MAX_SIDE``), mapped
