@@ -69,7 +69,8 @@ def main() -> None:
     t0 = time.perf_counter()
     fp32 = enc.embed(crops, landmarks)
     t_fp32 = time.perf_counter() - t0
-    enc.runtime, enc.numerics = OnnxNetwork(for_this_cpu(int8_file)), "int8"  # as this CPU runs it
+    int8_file = for_this_cpu(int8_file)  # as this CPU runs it
+    enc.runtime, enc.numerics = OnnxNetwork(int8_file), "int8"
     t0 = time.perf_counter()
     int8 = enc.embed(crops, landmarks)
     t_int8 = time.perf_counter() - t0
@@ -101,7 +102,7 @@ def main() -> None:
         rows.append([label, f"{100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f}", f"{r['auc']:.5f}",
                      f"{100 * r['eer']:.2f}", f"{100 * r['tar_at_far_1e-3']:.2f}"])
     cos = np.sum(fp32 * int8, axis=1)
-    print(f"# int8 gate on LFW View 2 (6,000 pairs, 10 folds) — {machine()}; int8 file {for_this_cpu(int8_file).name}")
+    print(f"# int8 gate on LFW View 2 (6,000 pairs, 10 folds) — {machine()}; int8 file {int8_file.name}")
     print(table(["model", "accuracy %", "AUC", "EER %", "TAR@FAR1e-3 %"], rows))
     print(f"int8 vs float32 cosine: median {np.median(cos):.5f}, min {cos.min():.5f}; embedding {len(crops)} crops: "
           f"float32 {t_fp32:.1f} s, int8 {t_int8:.1f} s ({t_fp32 / t_int8:.2f}×)")

@@ -51,12 +51,17 @@ def wants_int8(cpu_runtime: str) -> bool:
     return cpu_runtime == "onnxruntime-int8" or (cpu_runtime == "auto" and cpu_has_vnni())
 
 
+def x86_64() -> bool:
+    """Whether this is an x86-64 CPU (where ONNX Runtime's uint8 × int8 kernel without VNNI saturates)."""
+    import platform
+
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
 def cpu_has_vnni() -> bool:
     """Whether this is an x86-64 CPU with VNNI (AVX512-VNNI or AVX-VNNI), on which ONNX Runtime's uint8 × int8 dot
     products cannot overflow. Asks NumPy's CPU feature table, then Linux's /proc/cpuinfo (NumPy has no AVX-VNNI)."""
-    import platform
-
-    if platform.machine().lower() not in ("x86_64", "amd64"):
+    if not x86_64():
         return False
     import importlib
 
@@ -102,9 +107,7 @@ def quantized(encoder: Any, cache_dir: Path) -> Path | None:
 def for_this_cpu(path: Path) -> Path:
     """The int8 file to run here: ``path`` itself on a CPU with VNNI (or not x86-64), else its ``unsigned_weights``
     copy beside it (built once), which ONNX Runtime's integer kernels compute without 16-bit saturation."""
-    import platform
-
-    if cpu_has_vnni() or platform.machine().lower() not in ("x86_64", "amd64"):
+    if not x86_64() or cpu_has_vnni():
         return path
     out = path.with_name(f"{path.stem}-u8w.onnx")
     if not out.is_file():
